@@ -1,0 +1,14 @@
+//! Flux-compatible API types and the plumbing every Riptide controller shares.
+//!
+//! No controller logic lives here: only what more than one controller needs, so that controllers depend on
+//! `common` and never on each other.
+
+pub mod api;
+pub mod cli;
+pub mod conditions;
+pub mod events;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;
+pub mod server;
+pub mod telemetry;

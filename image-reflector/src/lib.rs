@@ -1,0 +1,1 @@
+//! ImageRepository scanning and ImagePolicy selection.

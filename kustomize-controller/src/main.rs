@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("kustomize-controller: not implemented yet (see issue 7)");
+    std::process::exit(2);
+}

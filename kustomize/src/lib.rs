@@ -1,0 +1,1 @@
+//! A pure, synchronous kustomize build engine.

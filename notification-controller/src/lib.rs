@@ -1,0 +1,1 @@
+//! Event ingestion, alerting and webhook receivers.

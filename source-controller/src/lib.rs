@@ -1,0 +1,1 @@
+//! GitRepository reconciler and artifact storage server.
