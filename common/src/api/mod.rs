@@ -9,6 +9,54 @@ pub mod notification_v1;
 pub mod notification_v1beta3;
 pub mod source_v1;
 
+/// Shapes a CRD that kube-derive generated into the form Flux publishes: `listKind` set, `apiVersion`, `kind`
+/// and `metadata` described at the root, and no `required`/`title` at the root (Flux's root schema requires
+/// nothing, so a manifest without `spec` is still admitted and defaulted).
+pub(crate) fn flux_crd(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
+    let kind = crd.spec.names.kind.clone();
+    crd.spec.names.list_kind = Some(format!("{kind}List"));
+    for version in &mut crd.spec.versions {
+        let Some(root) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        else {
+            continue;
+        };
+        root.required = None;
+        root.title = None;
+        let props = root.properties.get_or_insert_with(Default::default);
+        let string = |description: &str| JSONSchemaProps {
+            type_: Some("string".into()),
+            description: Some(description.into()),
+            ..Default::default()
+        };
+        props.insert(
+            "apiVersion".into(),
+            string(
+                "APIVersion defines the versioned schema of this representation of an object. Servers should \
+                 convert recognized schemas to the latest internal value, and may reject unrecognized values.",
+            ),
+        );
+        props.insert(
+            "kind".into(),
+            string(
+                "Kind is a string value representing the REST resource this object represents. Servers may \
+                 infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase.",
+            ),
+        );
+        props.insert(
+            "metadata".into(),
+            JSONSchemaProps {
+                type_: Some("object".into()),
+                ..Default::default()
+            },
+        );
+    }
+    crd
+}
+
 /// Every CustomResourceDefinition Riptide serves, in a stable order (the order `crdgen` writes them).
 pub fn crds() -> Vec<CustomResourceDefinition> {
     let mut all = Vec::new();
