@@ -1,4 +1,64 @@
-fn main() {
-    eprintln!("testenv: not implemented yet (see issue 3)");
-    std::process::exit(2);
+//! `testenv serve`: run the API server as a process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "testenv", about = "A Kubernetes API server for tests, e2e and riptide up")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API until interrupted.
+    Serve {
+        /// Address to listen on (loopback; port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// Where to write the kubeconfig once ready.
+        #[arg(long)]
+        kubeconfig: PathBuf,
+        /// Persist objects in this directory across restarts.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            listen,
+            kubeconfig,
+            data_dir,
+        } => {
+            let server = testenv::Server::start(listen, data_dir.as_deref()).await?;
+            testenv::write_kubeconfig(&kubeconfig, server.url())?;
+            println!("{}", server.url());
+            wait_for_signal().await?;
+            server.shutdown().await?;
+        }
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }
