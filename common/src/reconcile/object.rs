@@ -1,0 +1,75 @@
+//! What the runner needs to know about a Flux object and its status.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use kube::Resource;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::meta::Condition;
+
+/// A Flux custom resource the generic runner can reconcile.
+pub trait FluxObject:
+    Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// The status type, written through the status subresource.
+    type Status: FluxStatus;
+
+    /// The status as stored, if any.
+    fn status(&self) -> Option<&Self::Status>;
+    /// `spec.suspend`.
+    fn suspended(&self) -> bool;
+    /// `spec.interval`, parsed. Kinds without an interval return `None` (no periodic requeue).
+    fn interval(&self) -> Option<Duration>;
+    /// `spec.retryInterval` where the kind has one: the delay after a failure instead of the backoff.
+    fn retry_interval(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// The status fields every Flux kind shares (`meta.ReconcileRequestStatus`, conditions, observedGeneration).
+pub trait FluxStatus:
+    Clone + Debug + Default + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// The conditions.
+    fn conditions(&self) -> &[Condition];
+    /// The conditions, to edit.
+    fn conditions_mut(&mut self) -> &mut Vec<Condition>;
+    /// `status.observedGeneration`.
+    fn observed_generation(&self) -> Option<i64>;
+    /// Sets `status.observedGeneration`.
+    fn set_observed_generation(&mut self, generation: i64);
+    /// `status.lastHandledReconcileAt`.
+    fn last_handled_reconcile_at(&self) -> Option<&str>;
+    /// Sets `status.lastHandledReconcileAt`.
+    fn set_last_handled_reconcile_at(&mut self, value: String);
+}
+
+/// Implements [`FluxStatus`] for a status struct with Flux's usual fields: `conditions: Option<Vec<Condition>>`,
+/// `observed_generation: Option<i64>` and `last_handled_reconcile_at: Option<String>`.
+#[macro_export]
+macro_rules! impl_flux_status {
+    ($status:ty) => {
+        impl $crate::reconcile::FluxStatus for $status {
+            fn conditions(&self) -> &[$crate::api::meta::Condition] {
+                self.conditions.as_deref().unwrap_or_default()
+            }
+            fn conditions_mut(&mut self) -> &mut Vec<$crate::api::meta::Condition> {
+                self.conditions.get_or_insert_with(Vec::new)
+            }
+            fn observed_generation(&self) -> Option<i64> {
+                self.observed_generation
+            }
+            fn set_observed_generation(&mut self, generation: i64) {
+                self.observed_generation = Some(generation);
+            }
+            fn last_handled_reconcile_at(&self) -> Option<&str> {
+                self.last_handled_reconcile_at.as_deref()
+            }
+            fn set_last_handled_reconcile_at(&mut self, value: String) {
+                self.last_handled_reconcile_at = Some(value);
+            }
+        }
+    };
+}
