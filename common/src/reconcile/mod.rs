@@ -23,3 +23,9 @@ pub use outcome::{
     progressing_message,
 };
 pub use patch::merge_patch;
+mod runner;
+
+pub use runner::{
+    EventSink, FINALIZER, Event, REQUESTED_AT_ANNOTATION, ReconcileMetrics, ReconcileResult, Reconciler,
+    Runner, RunnerConfig, RunnerError, Severity, Step,
+};
