@@ -85,6 +85,7 @@ struct Row {
     status: bool,
 }
 
+#[allow(clippy::too_many_arguments)]
 const fn row(
     group: &'static str,
     version: &'static str,
@@ -108,8 +109,26 @@ const fn row(
 }
 
 const ROWS: &[Row] = &[
-    row("", "v1", "Namespace", "namespaces", &["ns"], false, false, true),
-    row("", "v1", "ConfigMap", "configmaps", &["cm"], true, false, false),
+    row(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        &["ns"],
+        false,
+        false,
+        true,
+    ),
+    row(
+        "",
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        &["cm"],
+        true,
+        false,
+        false,
+    ),
     row("", "v1", "Secret", "secrets", &[], true, false, false),
     row("", "v1", "Service", "services", &["svc"], true, true, true),
     row(
@@ -124,7 +143,16 @@ const ROWS: &[Row] = &[
     ),
     row("", "v1", "Pod", "pods", &["po"], true, true, true),
     row("", "v1", "Event", "events", &["ev"], true, false, false),
-    row("", "v1", "Endpoints", "endpoints", &["ep"], true, false, false),
+    row(
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        &["ep"],
+        true,
+        false,
+        false,
+    ),
     row(
         "",
         "v1",
@@ -186,7 +214,16 @@ const ROWS: &[Row] = &[
         true,
     ),
     row("batch", "v1", "Job", "jobs", &[], true, true, true),
-    row("batch", "v1", "CronJob", "cronjobs", &["cj"], true, true, true),
+    row(
+        "batch",
+        "v1",
+        "CronJob",
+        "cronjobs",
+        &["cj"],
+        true,
+        true,
+        true,
+    ),
     row(
         "networking.k8s.io",
         "v1",
@@ -300,7 +337,11 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             singular: r.kind.to_lowercase(),
             short_names: r.short.iter().map(|s| s.to_string()).collect(),
             namespaced: r.namespaced,
-            categories: if r.all { vec!["all".to_string()] } else { vec![] },
+            categories: if r.all {
+                vec!["all".to_string()]
+            } else {
+                vec![]
+            },
             status: r.status,
             schema: None,
             crd: None,

@@ -79,7 +79,11 @@ pub fn validate_crd(crd: &Value) -> Vec<Cause> {
     if plural.is_empty() {
         causes.push(required("spec.names.plural"));
     }
-    if spec["names"]["kind"].as_str().unwrap_or_default().is_empty() {
+    if spec["names"]["kind"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty()
+    {
         causes.push(required("spec.names.kind"));
     }
     if !group.is_empty() && !plural.is_empty() && name != format!("{plural}.{group}") {
@@ -155,7 +159,10 @@ pub fn set_crd_status(crd: &mut Value, now: &str) {
             stored.push(s);
         }
     }
-    let prev_conditions = crd["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let prev_conditions = crd["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let cond = |t: &str, reason: &str, msg: &str| {
         let since = prev_conditions
             .iter()
@@ -446,8 +453,16 @@ pub fn validate(schema: &Value, v: &Value, path: &str, causes: &mut Vec<Cause>) 
         let passing = results.iter().filter(|c| c.is_empty()).count();
         match key {
             "allOf" => causes.extend(results.into_iter().flatten()),
-            "anyOf" if passing == 0 => causes.push(invalid(path, v, "must validate at least one schema (anyOf)")),
-            "oneOf" if passing != 1 => causes.push(invalid(path, v, "must validate one and only one schema (oneOf)")),
+            "anyOf" if passing == 0 => causes.push(invalid(
+                path,
+                v,
+                "must validate at least one schema (anyOf)",
+            )),
+            "oneOf" if passing != 1 => causes.push(invalid(
+                path,
+                v,
+                "must validate one and only one schema (oneOf)",
+            )),
             _ => {}
         }
     }
@@ -536,7 +551,11 @@ fn validate_array(schema: &Value, v: &Value, items: &[Value], path: &str, causes
     if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
         && n < min
     {
-        causes.push(invalid(path, v, &format!("should have at least {min} items")));
+        causes.push(invalid(
+            path,
+            v,
+            &format!("should have at least {min} items"),
+        ));
     }
     if let Some(item_schema) = schema.get("items") {
         for (i, it) in items.iter().enumerate() {
@@ -638,20 +657,27 @@ mod tests {
         }
         let mut obj = json!({"spec": {"replicas": "three"}});
         let causes = prune_default_validate(&schema(), &mut obj);
-        assert!(causes.iter().any(|c| c.field == "spec.url" && c.reason == "FieldValueRequired"));
-        assert!(causes.iter().any(|c| c.field == "spec.replicas"
-            && c.message.contains("must be of type integer")));
+        assert!(
+            causes
+                .iter()
+                .any(|c| c.field == "spec.url" && c.reason == "FieldValueRequired")
+        );
+        assert!(
+            causes.iter().any(
+                |c| c.field == "spec.replicas" && c.message.contains("must be of type integer")
+            )
+        );
     }
 
     #[test]
     fn crd_resources_follow_served_versions() {
         let crd = json!({"metadata": {"name": "widgets.example.com"}, "spec": {
-            "group": "example.com", "scope": "Namespaced",
-            "names": {"plural": "widgets", "kind": "Widget", "shortNames": ["wd"]},
-            "versions": [
-                {"name": "v1", "served": true, "storage": true, "subresources": {"status": {}}},
-                {"name": "v1beta1", "served": false, "storage": false}
-            ]}});
+        "group": "example.com", "scope": "Namespaced",
+        "names": {"plural": "widgets", "kind": "Widget", "shortNames": ["wd"]},
+        "versions": [
+            {"name": "v1", "served": true, "storage": true, "subresources": {"status": {}}},
+            {"name": "v1beta1", "served": false, "storage": false}
+        ]}});
         let defs = crd_resources(&crd);
         assert_eq!(defs.len(), 1);
         assert_eq!(defs[0].version, "v1");

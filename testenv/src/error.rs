@@ -26,7 +26,7 @@ pub struct ApiError {
     /// Message like the real server's.
     pub message: String,
     /// `details.name`, `details.group`, `details.kind`.
-    pub details: Option<(String, String, String)>,
+    pub details: Option<Box<(String, String, String)>>,
     /// `details.causes`.
     pub causes: Vec<Cause>,
 }
@@ -43,7 +43,11 @@ impl ApiError {
     }
 
     fn with_details(mut self, name: &str, group: &str, kind: &str) -> Self {
-        self.details = Some((name.to_string(), group.to_string(), kind.to_string()));
+        self.details = Some(Box::new((
+            name.to_string(),
+            group.to_string(),
+            kind.to_string(),
+        )));
         self
     }
 
@@ -182,7 +186,8 @@ impl ApiError {
         });
         if self.details.is_some() || !self.causes.is_empty() {
             let mut details = serde_json::Map::new();
-            if let Some((name, group, kind)) = &self.details {
+            if let Some(d) = &self.details {
+                let (name, group, kind) = &**d;
                 details.insert("name".into(), json!(name));
                 if !group.is_empty() {
                     details.insert("group".into(), json!(group));

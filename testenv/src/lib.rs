@@ -17,6 +17,7 @@ pub mod crd;
 pub mod discovery;
 pub mod error;
 pub mod managed_fields;
+pub mod openapi;
 pub mod patch;
 pub mod schema;
 pub mod selector;

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "testenv", about = "A Kubernetes API server for tests, e2e and riptide up")]
+#[command(
+    name = "testenv",
+    about = "A Kubernetes API server for tests, e2e and riptide up"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

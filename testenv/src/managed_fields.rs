@@ -309,10 +309,8 @@ pub fn from_fields_v1(v: &Value) -> FieldSet {
         let Some(m) = v.as_object() else {
             return;
         };
-        if m.is_empty() || m.contains_key(".") {
-            if !path.is_empty() {
-                out.insert(path.clone());
-            }
+        if (m.is_empty() || m.contains_key(".")) && !path.is_empty() {
+            out.insert(path.clone());
         }
         for (k, child) in m {
             if k == "." {
@@ -446,10 +444,9 @@ pub fn record_update(
         e.set.retain(|p| !changed.contains(p));
     }
     if !changed.is_empty() {
-        match entries
-            .iter_mut()
-            .find(|e| e.manager == manager && e.operation == "Update" && e.subresource == subresource)
-        {
+        match entries.iter_mut().find(|e| {
+            e.manager == manager && e.operation == "Update" && e.subresource == subresource
+        }) {
             Some(e) => {
                 e.set.extend(changed);
                 e.time = now.to_string();

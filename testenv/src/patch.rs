@@ -18,8 +18,11 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| ApiError::bad_request(format!("invalid JSON patch: {e}")))?;
-    json_patch::patch(target, &ops)
-        .map_err(|e| ApiError::unprocessable(format!("the server rejected our request due to an error in our request: {e}")))
+    json_patch::patch(target, &ops).map_err(|e| {
+        ApiError::unprocessable(format!(
+            "the server rejected our request due to an error in our request: {e}"
+        ))
+    })
 }
 
 /// Kubernetes strategic merge patch, with list semantics from `ti`.
@@ -131,9 +134,11 @@ fn smp_list(
     }
     for pit in pitems {
         let k = item_key(pit, key);
-        let pos = k
-            .as_ref()
-            .and_then(|k| titems.iter().position(|t| item_key(t, key).as_ref() == Some(k)));
+        let pos = k.as_ref().and_then(|k| {
+            titems
+                .iter()
+                .position(|t| item_key(t, key).as_ref() == Some(k))
+        });
         if pit.get("$patch").and_then(Value::as_str) == Some("delete") {
             if let Some(i) = pos {
                 titems.remove(i);
@@ -257,8 +262,9 @@ pub fn server_side_apply(
     };
     let new_set = fields_of(&applied, req.ti, req.scope);
     let mut entries = read_entries(live);
-    let is_mine =
-        |e: &Entry| e.manager == req.manager && e.operation == "Apply" && e.subresource == subresource;
+    let is_mine = |e: &Entry| {
+        e.manager == req.manager && e.operation == "Apply" && e.subresource == subresource
+    };
 
     // conflicts: leaf fields whose value this apply changes and that another manager owns
     let mut conflicts: Vec<(usize, crate::managed_fields::FieldPath)> = Vec::new();
@@ -308,8 +314,12 @@ pub fn server_side_apply(
         .iter()
         .filter(|p| !new_set.contains(*p) && !others.contains(*p))
         .collect();
-    dropped.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    // parents first: an item nobody owns anything under goes as a whole
+    dropped.sort_by_key(|p| p.len());
     for p in dropped {
+        if is_key_field(p) {
+            continue;
+        }
         let owned_below = others
             .iter()
             .chain(new_set.iter())
@@ -337,6 +347,16 @@ pub fn server_side_apply(
     prune_entries(&mut entries, &result);
     write_entries(&mut result, &entries);
     Ok(result)
+}
+
+/// A key field of an associative-list item (`k:{"name":"a"}` / `f:name`) is never removed on its own.
+fn is_key_field(p: &[PathElement]) -> bool {
+    match p {
+        [.., PathElement::Key(k), PathElement::Field(f)] => serde_json::from_str::<Value>(k)
+            .ok()
+            .is_some_and(|v| v.get(f).is_some()),
+        _ => false,
+    }
 }
 
 fn conflict_error(
@@ -446,13 +466,24 @@ mod tests {
             err.causes[0].field,
             ".spec.template.spec.containers[name=\"a\"].image"
         );
-        assert!(err.message.contains("conflict with \"one\""), "{}", err.message);
+        assert!(
+            err.message.contains("conflict with \"one\""),
+            "{}",
+            err.message
+        );
         // forcing moves ownership
         let live = server_side_apply(&live, &other, &req("two", true)).unwrap();
-        assert_eq!(live["spec"]["template"]["spec"]["containers"][0]["image"], "a:2");
+        assert_eq!(
+            live["spec"]["template"]["spec"]["containers"][0]["image"],
+            "a:2"
+        );
         let entries = read_entries(&live);
         let one = entries.iter().find(|e| e.manager == "one").unwrap();
-        assert!(!one.set.iter().any(|p| PathDisplay(p).to_string().ends_with(".image")));
+        assert!(
+            !one.set
+                .iter()
+                .any(|p| PathDisplay(p).to_string().ends_with(".image"))
+        );
         // same value from a second manager is shared, not a conflict
         let live2 = server_side_apply(&live, &other, &req("three", false)).unwrap();
         assert_eq!(read_entries(&live2).len(), 3);

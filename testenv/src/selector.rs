@@ -57,7 +57,11 @@ fn parse_set(rest: &str) -> Option<Vec<String>> {
 impl LabelSelector {
     /// Parse a selector string; an empty string selects everything.
     pub fn parse(s: &str) -> Result<Self, ApiError> {
-        let bad = || ApiError::bad_request(format!("unable to parse requirement: invalid label selector: {s:?}"));
+        let bad = || {
+            ApiError::bad_request(format!(
+                "unable to parse requirement: invalid label selector: {s:?}"
+            ))
+        };
         let mut reqs = Vec::new();
         for part in split_top(s) {
             if let Some(key) = part.strip_prefix('!') {
@@ -69,7 +73,10 @@ impl LabelSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 reqs.push(Req::Eq(k.trim().into(), v.trim().into()));
             } else if let Some((k, rest)) = part.split_once(" notin ") {
-                reqs.push(Req::NotIn(k.trim().into(), parse_set(rest).ok_or_else(bad)?));
+                reqs.push(Req::NotIn(
+                    k.trim().into(),
+                    parse_set(rest).ok_or_else(bad)?,
+                ));
             } else if let Some((k, rest)) = part.split_once(" in ") {
                 reqs.push(Req::In(k.trim().into(), parse_set(rest).ok_or_else(bad)?));
             } else if part.contains(' ') || part.contains('(') {
@@ -179,11 +186,21 @@ mod tests {
     #[test]
     fn field_selector_paths() {
         let o = obj(json!({}));
-        assert!(FieldSelector::parse("metadata.name=n1").unwrap().matches(&o));
-        assert!(!FieldSelector::parse("metadata.name!=n1").unwrap().matches(&o));
-        assert!(FieldSelector::parse("metadata.namespace==ns,metadata.name!=x")
-            .unwrap()
-            .matches(&o));
+        assert!(
+            FieldSelector::parse("metadata.name=n1")
+                .unwrap()
+                .matches(&o)
+        );
+        assert!(
+            !FieldSelector::parse("metadata.name!=n1")
+                .unwrap()
+                .matches(&o)
+        );
+        assert!(
+            FieldSelector::parse("metadata.namespace==ns,metadata.name!=x")
+                .unwrap()
+                .matches(&o)
+        );
         assert!(FieldSelector::parse("metadata.name").is_err());
     }
 }

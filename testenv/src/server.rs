@@ -16,13 +16,13 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::builtin::ResourceDef;
-use crate::discovery;
 use crate::error::ApiError;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::store::{
     DeleteOptions, Event, EventType, ListOptions, PatchKind, Propagation, Store, WriteOptions,
 };
 use crate::table;
+use crate::{discovery, openapi};
 
 /// One request as seen by the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +74,10 @@ impl AppState {
 /// The router.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/version", get(|| async { json_response(StatusCode::OK, &discovery::version()) }))
+        .route(
+            "/version",
+            get(|| async { json_response(StatusCode::OK, &discovery::version()) }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/livez", get(|| async { "ok" }))
         .route("/readyz", get(|| async { "ok" }))
@@ -157,7 +160,7 @@ struct Target {
 
 enum Route {
     Discovery(Value),
-    Resource(Target),
+    Resource(Box<Target>),
 }
 
 fn parse_path(store: &Store, path: &str) -> Result<Route, ApiError> {
@@ -179,9 +182,7 @@ fn parse_path(store: &Store, path: &str) -> Result<Route, ApiError> {
     }
     let resolve = |plural: &str| store.resolve(group, version, plural);
     let (namespace, plural, tail) = match rest {
-        ["namespaces", ns, plural, tail @ ..]
-            if resolve(plural).is_some_and(|r| r.namespaced) =>
-        {
+        ["namespaces", ns, plural, tail @ ..] if resolve(plural).is_some_and(|r| r.namespaced) => {
             (Some(ns.to_string()), *plural, tail)
         }
         [plural, tail @ ..] => (None, *plural, tail),
@@ -205,12 +206,12 @@ fn parse_path(store: &Store, path: &str) -> Result<Route, ApiError> {
     {
         return Err(ApiError::not_found_path());
     }
-    Ok(Route::Resource(Target {
+    Ok(Route::Resource(Box::new(Target {
         rd,
         namespace,
         name,
         subresource,
-    }))
+    })))
 }
 
 type Params = HashMap<String, String>;
@@ -233,13 +234,15 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    if ct.contains("protobuf") || ct.contains("cbor") {
+        return Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({ct} is not supported by testenv)"
+        )));
+    }
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::bad_request("the request body is not UTF-8"))?;
-    serde_saphyr::from_str::<Value>(text).map_err(|e| {
-        ApiError::bad_request(format!(
-            "error decoding request body ({ct}): {e}"
-        ))
-    })
+    serde_saphyr::from_str::<Value>(text)
+        .map_err(|e| ApiError::bad_request(format!("error decoding request body ({ct}): {e}")))
 }
 
 fn field_manager(params: &Params, headers: &HeaderMap) -> String {
@@ -281,7 +284,19 @@ async fn handle(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    if matches!(uri.path(), "/openapi/v2" | "/openapi/v3") || uri.path().starts_with("/openapi/") {
+    let path = uri.path().trim_end_matches('/');
+    if path == "/openapi/v3" {
+        return Ok(json_response(
+            StatusCode::OK,
+            &openapi::root(&s.store.resources()),
+        ));
+    }
+    if let Some(gv) = path.strip_prefix("/openapi/v3/") {
+        return openapi::gv_doc(&s.store.resources(), gv)
+            .map(|d| json_response(StatusCode::OK, &d))
+            .ok_or_else(ApiError::not_found_path);
+    }
+    if path.starts_with("/openapi") {
         return Err(ApiError::not_found_path());
     }
     let target = match parse_path(&s.store, uri.path())? {
@@ -315,9 +330,7 @@ async fn handle(
     };
     match (&method, &target.name) {
         (&Method::GET, None) => {
-            let watch = params
-                .get("watch")
-                .is_some_and(|w| w == "1" || w == "true");
+            let watch = params.get("watch").is_some_and(|w| w == "1" || w == "true");
             let list = list_options(&params)?;
             if watch {
                 return watch_response(s, &target, &params, list, table);
@@ -384,13 +397,14 @@ async fn handle(
                 }
             };
             let patch = parse_body(headers, &body)?;
+            let mut wopts = wopts;
             if let PatchKind::Apply { .. } = kind {
                 check_apply_type(rd, &patch)?;
+                // apply needs an explicit manager
+                wopts.manager = params.get("fieldManager").cloned().unwrap_or_default();
             }
             let existed = s.store.get(rd, &ns, name).is_ok();
-            let out = s
-                .store
-                .patch(rd, &ns, name, kind, &patch, status, &wopts)?;
+            let out = s.store.patch(rd, &ns, name, kind, &patch, status, &wopts)?;
             let code = if !existed {
                 StatusCode::CREATED
             } else {
@@ -409,9 +423,9 @@ async fn handle(
         (&Method::DELETE, None) => {
             let opts = delete_options(&params, headers, &body)?;
             let list = list_options(&params)?;
-            let deleted = s
-                .store
-                .delete_collection(rd, target.namespace.as_deref(), &list, &opts)?;
+            let deleted =
+                s.store
+                    .delete_collection(rd, target.namespace.as_deref(), &list, &opts)?;
             let items: Vec<Arc<Value>> = deleted.into_iter().map(Arc::new).collect();
             let meta = json!({"resourceVersion": s.store.resource_version().to_string()});
             Ok(list_response(rd, &items, &meta))
@@ -422,7 +436,9 @@ async fn handle(
 
 fn check_type(rd: &ResourceDef, obj: &Value) -> Result<(), ApiError> {
     if !obj.is_object() {
-        return Err(ApiError::bad_request("the body of the request was not an object"));
+        return Err(ApiError::bad_request(
+            "the body of the request was not an object",
+        ));
     }
     let av = obj["apiVersion"].as_str().unwrap_or_default();
     let kind = obj["kind"].as_str().unwrap_or_default();
@@ -587,7 +603,12 @@ impl WatchFilter {
         let object = match (&self.table, kind) {
             (Some(include), "ADDED" | "MODIFIED" | "DELETED") => {
                 let meta = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
-                table::to_table(&self.rd, std::slice::from_ref(obj), include.as_deref(), meta)
+                table::to_table(
+                    &self.rd,
+                    std::slice::from_ref(obj),
+                    include.as_deref(),
+                    meta,
+                )
             }
             _ => obj.clone(),
         };
@@ -635,10 +656,7 @@ fn watch_response(
         .and_then(|t| t.parse::<u64>().ok())
         .map(Duration::from_secs);
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1024);
-    match s
-        .store
-        .watch(&filter.rd, filter.namespace.as_deref(), rv)
-    {
+    match s.store.watch(&filter.rd, filter.namespace.as_deref(), rv) {
         Err(e) if e.code == 410 => {
             let line = filter.line("ERROR", &e.to_status());
             let _ = tx.try_send(line);

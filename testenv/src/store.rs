@@ -232,14 +232,14 @@ fn type_info(rd: &ResourceDef) -> TypeInfo<'_> {
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
-        && name
-            .split('.')
-            .all(|part| {
-                !part.is_empty()
-                    && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                    && !part.starts_with('-')
-                    && !part.ends_with('-')
-            })
+        && name.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        })
 }
 
 fn without_volatile(v: &Value) -> Value {
@@ -283,7 +283,8 @@ impl Store {
                 .resolve("", "v1", "namespaces")
                 .ok_or_else(|| crate::Error::Persist("no namespaces resource".into()))?;
             for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-                let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+                let obj =
+                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
                 store
                     .create(&ns, "", obj, &WriteOptions::default())
                     .map_err(|e| crate::Error::Persist(e.to_string()))?;
@@ -443,11 +444,17 @@ impl Store {
             .and_then(|m| m.get(&(String::new(), ns.to_string())));
         match nsobj {
             None => Err(ApiError::not_found("", "namespaces", ns)),
-            Some(o) if !meta(o)["deletionTimestamp"].is_null() => Err(ApiError::forbidden(format!(
-                "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                if rd.group.is_empty() { rd.plural.clone() } else { format!("{}.{}", rd.plural, rd.group) },
-                meta_str(o, "name")
-            ))),
+            Some(o) if !meta(o)["deletionTimestamp"].is_null() => {
+                Err(ApiError::forbidden(format!(
+                    "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    if rd.group.is_empty() {
+                        rd.plural.clone()
+                    } else {
+                        format!("{}.{}", rd.plural, rd.group)
+                    },
+                    meta_str(o, "name")
+                )))
+            }
             Some(_) => Ok(()),
         }
     }
@@ -487,7 +494,9 @@ impl Store {
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the body of the request was not an object"));
+            return Err(ApiError::bad_request(
+                "the body of the request was not an object",
+            ));
         }
         obj["apiVersion"] = json!(rd.api_version());
         obj["kind"] = json!(rd.kind);
@@ -506,7 +515,11 @@ impl Store {
         } else {
             m.remove("namespace");
         }
-        let name = m.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let name = m
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let name = if name.is_empty() {
             match m.get("generateName").and_then(Value::as_str) {
                 Some(prefix) if !prefix.is_empty() => format!("{prefix}{}", random_suffix()),
@@ -527,7 +540,11 @@ impl Store {
             name
         };
         m.insert("name".into(), json!(name));
-        for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+        for k in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
             m.remove(k);
         }
         m.insert("uid".into(), json!(new_uid()));
@@ -537,7 +554,7 @@ impl Store {
         } else {
             m.remove("generation");
         }
-        if rd.status && !(rd.group == "apiextensions.k8s.io") {
+        if rd.status && rd.group != "apiextensions.k8s.io" {
             // status is set through the status subresource only
             if let Some(o) = obj.as_object_mut() {
                 o.remove("status");
@@ -550,7 +567,9 @@ impl Store {
             None,
             &mut obj,
             type_info(rd),
-            Scope::Main { has_status: rd.status },
+            Scope::Main {
+                has_status: rd.status,
+            },
             &manager,
             &rd.api_version(),
             &now(),
@@ -558,7 +577,14 @@ impl Store {
         let mut st = self.lock();
         Self::check_namespace(&st, rd, ns)?;
         let gr = (rd.group.clone(), rd.plural.clone());
-        let key = (if rd.namespaced { ns.to_string() } else { String::new() }, name.clone());
+        let key = (
+            if rd.namespaced {
+                ns.to_string()
+            } else {
+                String::new()
+            },
+            name.clone(),
+        );
         if st.objects.get(&gr).is_some_and(|m| m.contains_key(&key)) {
             return Err(ApiError::already_exists(&rd.group, &rd.plural, &name));
         }
@@ -576,9 +602,7 @@ impl Store {
             obj["spec"] = json!({"finalizers": ["kubernetes"]});
             obj["status"] = json!({"phase": "Active"});
             let name = meta_str(obj, "name").to_string();
-            let labels = meta_mut(obj)
-                .entry("labels")
-                .or_insert_with(|| json!({}));
+            let labels = meta_mut(obj).entry("labels").or_insert_with(|| json!({}));
             if let Some(l) = labels.as_object_mut() {
                 l.insert("kubernetes.io/metadata.name".into(), json!(name));
             }
@@ -670,7 +694,9 @@ impl Store {
         opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
         if !obj.is_object() {
-            return Err(ApiError::bad_request("the body of the request was not an object"));
+            return Err(ApiError::bad_request(
+                "the body of the request was not an object",
+            ));
         }
         if meta_str(&obj, "name") != name {
             return Err(ApiError::bad_request(
@@ -678,12 +704,20 @@ impl Store {
             ));
         }
         let client_rv = meta_str(&obj, "resourceVersion").to_string();
-        self.modify(rd, ns, name, status, opts, |old| {
-            if !client_rv.is_empty() && client_rv != meta_str(old, "resourceVersion") {
-                return Err(ApiError::conflict(&rd.group, &rd.plural, name));
-            }
-            Ok(obj)
-        }, None)
+        self.modify(
+            rd,
+            ns,
+            name,
+            status,
+            opts,
+            |old| {
+                if !client_rv.is_empty() && client_rv != meta_str(old, "resourceVersion") {
+                    return Err(ApiError::conflict(&rd.group, &rd.plural, name));
+                }
+                Ok(obj)
+            },
+            None,
+        )
     }
 
     /// Patch an object. Server-side apply creates the object when absent.
@@ -725,7 +759,9 @@ impl Store {
                 scope: if status {
                     Scope::Status
                 } else {
-                    Scope::Main { has_status: rd.status }
+                    Scope::Main {
+                        has_status: rd.status,
+                    }
                 },
                 api_version: &api_version,
                 now: &now(),
@@ -805,7 +841,14 @@ impl Store {
         let mut st = self.lock();
         Self::check_namespace(&st, rd, ns)?;
         let gr = (rd.group.clone(), rd.plural.clone());
-        let key = (if rd.namespaced { ns.to_string() } else { String::new() }, meta_str(&created, "name").to_string());
+        let key = (
+            if rd.namespaced {
+                ns.to_string()
+            } else {
+                String::new()
+            },
+            meta_str(&created, "name").to_string(),
+        );
         if st.objects.get(&gr).is_some_and(|m| m.contains_key(&key)) {
             return Err(ApiError::already_exists(&rd.group, &rd.plural, &key.1));
         }
@@ -816,6 +859,7 @@ impl Store {
     }
 
     /// Read-modify-write under the lock. `apply` is `Some` when `f` already recorded managedFields.
+    #[allow(clippy::too_many_arguments)]
     fn modify(
         &self,
         rd: &ResourceDef,
@@ -827,7 +871,14 @@ impl Store {
         apply: Option<()>,
     ) -> Result<Value, ApiError> {
         let gr = (rd.group.clone(), rd.plural.clone());
-        let key = (if rd.namespaced { ns.to_string() } else { String::new() }, name.to_string());
+        let key = (
+            if rd.namespaced {
+                ns.to_string()
+            } else {
+                String::new()
+            },
+            name.to_string(),
+        );
         let mut st = self.lock();
         let old = st
             .objects
@@ -845,7 +896,14 @@ impl Store {
         {
             let om = meta(&old).clone();
             let m = meta_mut(&mut new);
-            for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace"] {
+            for k in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+                "namespace",
+            ] {
                 match om.get(k) {
                     Some(v) => {
                         m.insert(k.into(), v.clone());
@@ -856,7 +914,10 @@ impl Store {
                 }
             }
             m.insert("name".into(), json!(name));
-            m.insert("resourceVersion".into(), om.get("resourceVersion").cloned().unwrap_or(Value::Null));
+            m.insert(
+                "resourceVersion".into(),
+                om.get("resourceVersion").cloned().unwrap_or(Value::Null),
+            );
         }
         if status {
             // only status changes through /status
@@ -903,7 +964,13 @@ impl Store {
                 Some(&old),
                 &mut new,
                 type_info(rd),
-                if status { Scope::Status } else { Scope::Main { has_status: rd.status } },
+                if status {
+                    Scope::Status
+                } else {
+                    Scope::Main {
+                        has_status: rd.status,
+                    }
+                },
                 &opts.manager,
                 &rd.api_version(),
                 &now(),
@@ -950,8 +1017,14 @@ impl Store {
         self.emit(st, gr, &key.0, EventType::Deleted, obj.clone(), None);
         if gr.0 == "apiextensions.k8s.io" && gr.1 == "customresourcedefinitions" {
             // instances of the CRD go with it
-            let group = obj["spec"]["group"].as_str().unwrap_or_default().to_string();
-            let plural = obj["spec"]["names"]["plural"].as_str().unwrap_or_default().to_string();
+            let group = obj["spec"]["group"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let plural = obj["spec"]["names"]["plural"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let cgr = (group, plural);
             let keys: Vec<ObjKey> = st
                 .objects
@@ -975,7 +1048,14 @@ impl Store {
         opts: &DeleteOptions,
     ) -> Result<Value, ApiError> {
         let gr = (rd.group.clone(), rd.plural.clone());
-        let key = (if rd.namespaced { ns.to_string() } else { String::new() }, name.to_string());
+        let key = (
+            if rd.namespaced {
+                ns.to_string()
+            } else {
+                String::new()
+            },
+            name.to_string(),
+        );
         let mut st = self.lock();
         let old = st
             .objects
@@ -1028,7 +1108,10 @@ impl Store {
                 }
             }
         }
-        let mut finalizers: Vec<Value> = meta(&old)["finalizers"].as_array().cloned().unwrap_or_default();
+        let mut finalizers: Vec<Value> = meta(&old)["finalizers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         if propagation == Propagation::Foreground && !dependents.is_empty() {
             let fg = json!("foregroundDeletion");
             if !finalizers.contains(&fg) {
@@ -1052,7 +1135,10 @@ impl Store {
             for (cgr, ckey) in contents {
                 self.delete_locked(st, true, &cgr, &ckey, Propagation::Background);
             }
-            let remaining = st.objects.iter().any(|(_, m)| m.keys().any(|k| k.0 == name));
+            let remaining = st
+                .objects
+                .iter()
+                .any(|(_, m)| m.keys().any(|k| k.0 == name));
             if remaining {
                 let mut nd = (*old).clone();
                 if meta(&nd)["deletionTimestamp"].is_null() {
@@ -1155,7 +1241,10 @@ impl Store {
                     if let Some(f) = nd["metadata"]["finalizers"].as_array_mut() {
                         f.retain(|x| x != "foregroundDeletion");
                     }
-                    if nd["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty()) {
+                    if nd["metadata"]["finalizers"]
+                        .as_array()
+                        .is_none_or(|f| f.is_empty())
+                    {
                         self.remove_object(st, &gr, &k, Some(Arc::new(nd)));
                     } else {
                         self.commit(st, &gr, k, Some(o), nd);
@@ -1218,7 +1307,10 @@ impl Store {
                 entry["resource"].as_str().unwrap_or_default().to_string(),
             );
             let obj = entry["object"].clone();
-            let key = (meta_str(&obj, "namespace").to_string(), meta_str(&obj, "name").to_string());
+            let key = (
+                meta_str(&obj, "namespace").to_string(),
+                meta_str(&obj, "name").to_string(),
+            );
             st.objects.entry(gr).or_default().insert(key, Arc::new(obj));
         }
         Self::register_crds(&mut st);
@@ -1272,8 +1364,10 @@ fn encode_continue(rv: u64, key: &ObjKey) -> String {
 }
 
 fn decode_continue(tok: &str) -> Result<ObjKey, ApiError> {
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion");
-    if tok.len() % 2 != 0 || !tok.is_ascii() {
+    let bad = || {
+        ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion")
+    };
+    if !tok.len().is_multiple_of(2) || !tok.is_ascii() {
         return Err(bad());
     }
     let bytes: Result<Vec<u8>, _> = (0..tok.len())

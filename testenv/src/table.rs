@@ -56,7 +56,24 @@ fn age(obj: &Value) -> String {
 fn json_path(obj: &Value, path: &str) -> Value {
     let mut cur = obj.clone();
     let path = path.trim().trim_start_matches('{').trim_end_matches('}');
-    for part in path.trim_start_matches('.').split('.') {
+    let mut parts = Vec::new();
+    let mut depth = 0;
+    let mut cur_part = String::new();
+    for c in path.trim_start_matches('.').chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            '.' if depth == 0 => {
+                parts.push(std::mem::take(&mut cur_part));
+                continue;
+            }
+            _ => {}
+        }
+        cur_part.push(c);
+    }
+    parts.push(cur_part);
+    for part in &parts {
+        let part = part.as_str();
         if part.is_empty() {
             continue;
         }
