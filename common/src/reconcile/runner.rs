@@ -15,15 +15,19 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use super::error::{ErrorKind, FluxError, chain_message};
 use super::object::{FluxObject, FluxStatus};
-use super::outcome::{Failure, Next, Success, Summary, finalize_conditions, mark_progressing, next_action};
+use super::outcome::{
+    Failure, Next, Success, Summary, finalize_conditions, mark_progressing, next_action,
+};
 use super::patch::merge_patch;
 use crate::api::meta::Condition;
 use crate::cli::{IntervalJitter, RetryPolicy};
 use crate::conditions::Conditions;
+pub use crate::metrics::ReconcileResult;
+use crate::metrics::{self, Metrics};
 
 /// Flux's finalizer, letter for letter.
 pub const FINALIZER: &str = "finalizers.fluxcd.io";
@@ -68,32 +72,31 @@ pub trait EventSink: Send + Sync + 'static {
     fn publish(&self, object: ObjectReference, event: Event) -> BoxFuture<'_, ()>;
 }
 
-/// How a reconcile ended, for `controller_runtime_reconcile_total{result}`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReconcileResult {
-    /// Done, nothing scheduled.
-    Success,
-    /// Failed (the runner could not finish, e.g. the status patch failed).
-    Error,
-    /// Scheduled again after a delay.
-    RequeueAfter,
-}
-
-impl ReconcileResult {
-    /// controller-runtime's label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReconcileResult::Success => "success",
-            ReconcileResult::Error => "error",
-            ReconcileResult::RequeueAfter => "requeue_after",
-        }
-    }
-}
-
-/// Where reconcile metrics go (the controller's process-owned registry).
+/// Where reconcile metrics go (the controller's process-owned registry; tests may record elsewhere).
 pub trait ReconcileMetrics: Send + Sync + 'static {
     /// Records one reconcile of `kind` `namespace/name` that took `elapsed`.
-    fn record(&self, kind: &str, namespace: &str, name: &str, result: ReconcileResult, elapsed: Duration);
+    fn record(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        result: ReconcileResult,
+        elapsed: Duration,
+    );
+}
+
+impl ReconcileMetrics for Metrics {
+    fn record(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        result: ReconcileResult,
+        elapsed: Duration,
+    ) {
+        self.record_reconcile(result, elapsed);
+        self.record_duration(&metrics::ObjectRef::new(kind, namespace, name), elapsed);
+    }
 }
 
 /// What a kind's steps get besides the object: the reconcile's generation and time, and an event buffer.
@@ -270,8 +273,13 @@ impl<R: Reconciler> Runner<R> {
     }
 
     /// A controller for the kind, watching `api` with `watcher_config`; add `watches` before [`Runner::run`].
-    pub fn controller(&self, api: Api<R::Object>, watcher_config: watcher::Config) -> Controller<R::Object> {
-        let config = kube::runtime::controller::Config::default().concurrency(self.config.concurrency);
+    pub fn controller(
+        &self,
+        api: Api<R::Object>,
+        watcher_config: watcher::Config,
+    ) -> Controller<R::Object> {
+        let config =
+            kube::runtime::controller::Config::default().concurrency(self.config.concurrency);
         Controller::new(api, watcher_config).with_config(config)
     }
 
@@ -321,25 +329,46 @@ impl<R: Reconciler> Runner<R> {
     /// talk to the API server come back as errors.
     pub async fn reconcile(&self, obj: Arc<R::Object>) -> Result<Action, RunnerError> {
         let kind = R::Object::kind(&()).to_string();
-        let namespace = obj.namespace().ok_or(RunnerError::MissingMetadata("namespace"))?;
-        let name = obj.meta().name.clone().ok_or(RunnerError::MissingMetadata("name"))?;
-        let span = info_span!("reconcile", kind = %kind, namespace = %namespace, name = %name);
+        let namespace = obj
+            .namespace()
+            .ok_or(RunnerError::MissingMetadata("namespace"))?;
+        let name = obj
+            .meta()
+            .name
+            .clone()
+            .ok_or(RunnerError::MissingMetadata("name"))?;
+        let span = crate::telemetry::reconcile_span(&kind, &namespace, &name);
         let started = Instant::now();
-        let result = self.reconcile_inner(&obj, &namespace, &name).instrument(span).await;
+        let result = self
+            .reconcile_inner(&obj, &namespace, &name)
+            .instrument(span)
+            .await;
         let label = match &result {
             Ok(action) if *action == Action::await_change() => ReconcileResult::Success,
             Ok(_) => ReconcileResult::RequeueAfter,
             Err(_) => ReconcileResult::Error,
         };
-        self.metrics.record(&kind, &namespace, &name, label, started.elapsed());
+        self.metrics
+            .record(&kind, &namespace, &name, label, started.elapsed());
         result
     }
 
-    async fn reconcile_inner(&self, obj: &R::Object, namespace: &str, name: &str) -> Result<Action, RunnerError> {
+    async fn reconcile_inner(
+        &self,
+        obj: &R::Object,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Action, RunnerError> {
         let api: Api<R::Object> = Api::namespaced(self.client.clone(), namespace);
         let key: Key = (namespace.to_string(), name.to_string());
         let object = || format!("{namespace}/{name}");
-        let kube_err = |action: &'static str| move |source| RunnerError::Kube { action, object: object(), source };
+        let kube_err = |action: &'static str| {
+            move |source| RunnerError::Kube {
+                action,
+                object: object(),
+                source,
+            }
+        };
 
         // 1. Deleted: cleanup, then drop the finalizer.
         if obj.meta().deletion_timestamp.is_some() {
@@ -349,10 +378,17 @@ impl<R: Reconciler> Runner<R> {
             if let Err(err) = self.reconciler.cleanup(obj).await {
                 let failure = to_failure(&err);
                 warn!(reason = %failure.reason, error = %failure.message, "cleanup failed");
-                self.publish(obj, Severity::Error, &failure.reason, &failure.message).await;
-                return Ok(Action::requeue(self.config.retry.max.min(Duration::from_secs(30))));
+                self.publish(obj, Severity::Error, &failure.reason, &failure.message)
+                    .await;
+                return Ok(Action::requeue(
+                    self.config.retry.max.min(Duration::from_secs(30)),
+                ));
             }
-            let remaining: Vec<&String> = obj.finalizers().iter().filter(|f| *f != FINALIZER).collect();
+            let remaining: Vec<&String> = obj
+                .finalizers()
+                .iter()
+                .filter(|f| *f != FINALIZER)
+                .collect();
             let patch = json!({"metadata": {"finalizers": remaining, "resourceVersion": obj.resource_version()}});
             api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -383,7 +419,12 @@ impl<R: Reconciler> Runner<R> {
         let generation = obj.meta().generation.unwrap_or(0);
         let requested_at = obj.annotations().get(REQUESTED_AT_ANNOTATION).cloned();
         let previous = self.handled.lock().ok().and_then(|h| h.get(&key).cloned());
-        if let Some(action) = skip(previous.as_ref(), generation, requested_at.as_deref(), Instant::now()) {
+        if let Some(action) = skip(
+            previous.as_ref(),
+            generation,
+            requested_at.as_deref(),
+            Instant::now(),
+        ) {
             debug!("unchanged since last reconcile");
             return Ok(action);
         }
@@ -393,7 +434,8 @@ impl<R: Reconciler> Runner<R> {
         let now = Timestamp::now();
 
         // 4. Reconciling, patched at once when something new is asked of us.
-        let new_request = requested_at.is_some() && requested_at.as_deref() != status.last_handled_reconcile_at();
+        let new_request =
+            requested_at.is_some() && requested_at.as_deref() != status.last_handled_reconcile_at();
         let new_generation = status.observed_generation() != Some(generation);
         let observed = status.observed_generation();
         mark_progressing(status.conditions_mut(), observed, generation, now);
@@ -405,10 +447,20 @@ impl<R: Reconciler> Runner<R> {
 
         // 5. The kind's steps.
         let mut step = Step::new(generation, now);
-        let result = self.reconciler.reconcile(obj, &mut status, &mut step).await.map_err(|e| to_failure(&e));
+        let result = self
+            .reconciler
+            .reconcile(obj, &mut status, &mut step)
+            .await
+            .map_err(|e| to_failure(&e));
 
         // 6. Always: conditions, observedGeneration, lastHandledReconcileAt, status patch, events.
-        finalize_conditions(status.conditions_mut(), &result, R::SUMMARY, generation, now);
+        finalize_conditions(
+            status.conditions_mut(),
+            &result,
+            R::SUMMARY,
+            generation,
+            now,
+        );
         status.set_observed_generation(generation);
         if let Some(at) = &requested_at {
             status.set_last_handled_reconcile_at(at.clone());
@@ -420,7 +472,8 @@ impl<R: Reconciler> Runner<R> {
         }
         if let Err(failure) = &result {
             warn!(reason = %failure.reason, error = %failure.message, "reconcile failed");
-            self.publish(obj, Severity::Error, &failure.reason, &failure.message).await;
+            self.publish(obj, Severity::Error, &failure.reason, &failure.message)
+                .await;
         }
 
         let failures = match &result {
@@ -464,7 +517,12 @@ impl<R: Reconciler> Runner<R> {
         new: &<R::Object as FluxObject>::Status,
     ) -> Result<(), RunnerError> {
         let object = || format!("{}/{name}", api.namespace().unwrap_or_default());
-        let ser = |s| serde_json::to_value(s).map_err(|source| RunnerError::Serialize { object: object(), source });
+        let ser = |s| {
+            serde_json::to_value(s).map_err(|source| RunnerError::Serialize {
+                object: object(),
+                source,
+            })
+        };
         let Some(diff) = merge_patch(&ser(old)?, &ser(new)?) else {
             return Ok(());
         };
@@ -496,7 +554,12 @@ impl<R: Reconciler> Runner<R> {
 /// The reconcile to skip: a trigger that brings no new generation and no new reconcile request, while the
 /// previous result's requeue is not yet due (our own status writes trigger the watch too). Returns the action
 /// that keeps the previous schedule.
-fn skip(previous: Option<&Handled>, generation: i64, requested_at: Option<&str>, now: Instant) -> Option<Action> {
+fn skip(
+    previous: Option<&Handled>,
+    generation: i64,
+    requested_at: Option<&str>,
+    now: Instant,
+) -> Option<Action> {
     let previous = previous?;
     if previous.generation != generation || previous.requested_at.as_deref() != requested_at {
         return None;
@@ -537,13 +600,32 @@ mod tests {
         let t0 = Instant::now();
         let minute = Next::RequeueAfter(Duration::from_secs(60));
         let prev = handled(2, Some("a"), minute, t0);
-        assert!(skip(None, 2, Some("a"), t0).is_none(), "first sight reconciles");
-        assert!(skip(Some(&prev), 3, Some("a"), t0).is_none(), "new generation reconciles");
-        assert!(skip(Some(&prev), 2, Some("b"), t0).is_none(), "new request reconciles");
-        assert!(skip(Some(&prev), 2, Some("a"), t0 + Duration::from_secs(61)).is_none(), "due reconciles");
+        assert!(
+            skip(None, 2, Some("a"), t0).is_none(),
+            "first sight reconciles"
+        );
+        assert!(
+            skip(Some(&prev), 3, Some("a"), t0).is_none(),
+            "new generation reconciles"
+        );
+        assert!(
+            skip(Some(&prev), 2, Some("b"), t0).is_none(),
+            "new request reconciles"
+        );
+        assert!(
+            skip(Some(&prev), 2, Some("a"), t0 + Duration::from_secs(61)).is_none(),
+            "due reconciles"
+        );
         let action = skip(Some(&prev), 2, Some("a"), t0 + Duration::from_secs(20)).unwrap();
-        assert_eq!(action, Action::requeue(Duration::from_secs(40)), "keeps the schedule");
+        assert_eq!(
+            action,
+            Action::requeue(Duration::from_secs(40)),
+            "keeps the schedule"
+        );
         let stalled = handled(2, None, Next::AwaitChange, t0);
-        assert_eq!(skip(Some(&stalled), 2, None, t0 + Duration::from_secs(3600)), Some(Action::await_change()));
+        assert_eq!(
+            skip(Some(&stalled), 2, None, t0 + Duration::from_secs(3600)),
+            Some(Action::await_change())
+        );
     }
 }
