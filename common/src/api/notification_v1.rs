@@ -252,3 +252,152 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     use kube::CustomResourceExt;
     vec![super::flux_crd(Receiver::crd())]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn github_receiver_defaults_interval() {
+        let receiver: Receiver = serde_saphyr::from_str(
+            r#"
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata:
+  name: github-receiver
+  namespace: flux-system
+spec:
+  type: github
+  events:
+    - "ping"
+    - "push"
+  secretRef:
+    name: receiver-token
+  resources:
+    - apiVersion: source.toolkit.fluxcd.io/v1
+      kind: GitRepository
+      name: flux-system
+"#,
+        )
+        .unwrap();
+        let spec = &receiver.spec;
+        assert_eq!(spec.type_, "github");
+        assert_eq!(spec.interval, "10m");
+        assert_eq!(
+            spec.events.as_deref(),
+            Some(&["ping".to_owned(), "push".to_owned()][..])
+        );
+        assert_eq!(spec.secret_ref.as_ref().unwrap().name, "receiver-token");
+        assert_eq!(spec.resources.len(), 1);
+        let resource = &spec.resources[0];
+        assert_eq!(resource.kind, "GitRepository");
+        assert_eq!(resource.name, "flux-system");
+        assert_eq!(resource.namespace, None);
+        assert_eq!(resource.filter, None);
+        assert_eq!(spec.oidc_providers, None);
+        assert_eq!(receiver.status, None);
+        assert!(RECEIVER_TYPES.contains(&spec.type_.as_str()));
+    }
+
+    #[test]
+    fn generic_oidc_receiver_with_wildcard_resources() {
+        let receiver: Receiver = serde_saphyr::from_str(
+            r#"
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata:
+  name: gha-receiver
+spec:
+  type: generic-oidc
+  interval: 1h
+  resourceFilter: 'has(res.metadata.annotations)'
+  oidcProviders:
+    - issuerURL: https://token.actions.githubusercontent.com
+      variables:
+        - name: owner
+          expression: claims.repository_owner
+      validations:
+        - expression: vars.owner == 'fluxcd'
+          message: only fluxcd may call
+  resources:
+    - kind: OCIRepository
+      name: "*"
+      matchLabels:
+        app: podinfo
+      filter: res.metadata.name != 'skip'
+"#,
+        )
+        .unwrap();
+        let spec = &receiver.spec;
+        assert_eq!(spec.interval, "1h");
+        assert_eq!(spec.secret_ref, None);
+        let oidc = &spec.oidc_providers.as_ref().unwrap()[0];
+        assert_eq!(
+            oidc.issuer_url,
+            "https://token.actions.githubusercontent.com"
+        );
+        assert_eq!(oidc.audience, None);
+        assert_eq!(oidc.validations[0].message, "only fluxcd may call");
+        assert_eq!(oidc.variables.as_ref().unwrap()[0].name, "owner");
+        let resource = &spec.resources[0];
+        assert_eq!(resource.name, "*");
+        assert_eq!(resource.match_labels.as_ref().unwrap()["app"], "podinfo");
+        // Field names are Flux's when written back.
+        let json = serde_json::to_value(spec).unwrap();
+        assert!(json["oidcProviders"][0].get("issuerURL").is_some());
+        assert_eq!(json["type"], "generic-oidc");
+    }
+
+    #[test]
+    fn receiver_status_defaults_like_the_api_server() {
+        assert_eq!(ReceiverStatus::default().observed_generation, Some(-1));
+        let status: ReceiverStatus = serde_json::from_value(serde_json::json!({
+            "webhookPath": "/hook/abc",
+            "conditions": [{
+                "type": "Ready",
+                "status": "True",
+                "reason": "Succeeded",
+                "message": "Receiver initialized for path: /hook/abc",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            }],
+        }))
+        .unwrap();
+        assert_eq!(status.webhook_path.as_deref(), Some("/hook/abc"));
+        assert_eq!(status.observed_generation, None);
+        assert_eq!(status.conditions.unwrap()[0].reason, "Succeeded");
+    }
+
+    #[test]
+    fn receiver_crd_has_flux_shape() {
+        let crd = crds().remove(0);
+        assert_eq!(crd.spec.names.kind, "Receiver");
+        let version = &crd.spec.versions[0];
+        assert!(version.subresources.as_ref().unwrap().status.is_some());
+        let columns: Vec<_> = version
+            .additional_printer_columns
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(columns, ["Age", "Ready", "Status"]);
+        let props = version
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap()
+            .properties
+            .as_ref()
+            .unwrap();
+        let spec = &props["spec"];
+        assert_eq!(spec.x_kubernetes_validations.as_ref().unwrap().len(), 4);
+        let interval = &spec.properties.as_ref().unwrap()["interval"];
+        assert_eq!(interval.default.as_ref().unwrap().0, "10m");
+        assert_eq!(
+            props["status"].default.as_ref().unwrap().0,
+            serde_json::json!({"observedGeneration": -1})
+        );
+    }
+}

@@ -249,3 +249,101 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         super::flux_crd(Alert::crd()),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_provider_from_flux_docs() {
+        let provider: Provider = serde_saphyr::from_str(
+            r#"
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata:
+  name: slack-bot
+  namespace: flux-system
+spec:
+  type: slack
+  channel: general
+  address: https://slack.com/api/chat.postMessage
+  secretRef:
+    name: slack-bot-token
+"#,
+        )
+        .unwrap();
+        let spec = &provider.spec;
+        assert_eq!(spec.type_, "slack");
+        assert_eq!(spec.channel.as_deref(), Some("general"));
+        assert_eq!(
+            spec.address.as_deref(),
+            Some("https://slack.com/api/chat.postMessage")
+        );
+        assert_eq!(spec.secret_ref.as_ref().unwrap().name, "slack-bot-token");
+        assert_eq!(spec.suspend, None);
+        assert_eq!(spec.timeout, None);
+        assert_eq!(spec.cert_secret_ref, None);
+        assert!(PROVIDER_TYPES.contains(&spec.type_.as_str()));
+    }
+
+    #[test]
+    fn github_provider_with_commit_status_expr() {
+        let provider: Provider = serde_saphyr::from_str(
+            r#"
+apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata:
+  name: github-status
+spec:
+  type: github
+  address: https://github.com/stefanprodan/podinfo
+  secretRef:
+    name: github-token
+  commitStatusExpr: "(event.involvedObject.kind + '/' + event.involvedObject.name)"
+  timeout: 30s
+"#,
+        )
+        .unwrap();
+        assert!(provider.spec.commit_status_expr.is_some());
+        assert!(COMMIT_STATUS_PROVIDER_TYPES.contains(&provider.spec.type_.as_str()));
+        assert_eq!(provider.spec.timeout.as_deref(), Some("30s"));
+        // Optional fields that were not set are not written back.
+        let json = serde_json::to_value(&provider.spec).unwrap();
+        assert!(json.get("proxy").is_none());
+        assert!(json.get("suspend").is_none());
+    }
+
+    #[test]
+    fn provider_crd_has_flux_shape() {
+        let crd = crds()
+            .into_iter()
+            .find(|c| c.spec.names.kind == "Provider")
+            .unwrap();
+        let version = &crd.spec.versions[0];
+        assert_eq!(version.name, "v1beta3");
+        assert!(
+            version.subresources.is_none(),
+            "Flux's Provider has no status"
+        );
+        let spec = &version
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap()
+            .properties
+            .as_ref()
+            .unwrap()["spec"];
+        assert_eq!(spec.required.as_deref(), Some(&["type".to_owned()][..]));
+        let rules = spec.x_kubernetes_validations.as_ref().unwrap();
+        assert_eq!(rules.len(), 1);
+        assert!(rules[0].rule.contains("!has(self.commitStatusExpr)"));
+        let types = spec.properties.as_ref().unwrap()["type"]
+            .enum_
+            .as_ref()
+            .unwrap();
+        let types: Vec<_> = types.iter().map(|t| t.0.as_str().unwrap()).collect();
+        assert_eq!(types, PROVIDER_TYPES);
+    }
+}
