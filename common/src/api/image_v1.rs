@@ -797,3 +797,369 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         super::flux_crd(ImageUpdateAutomation::crd()),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
+
+    fn root_properties(kind: &str) -> BTreeMap<String, JSONSchemaProps> {
+        let crd = crds()
+            .into_iter()
+            .find(|c| c.spec.names.kind == kind)
+            .unwrap();
+        crd.spec.versions[0]
+            .schema
+            .clone()
+            .unwrap()
+            .open_api_v3_schema
+            .unwrap()
+            .properties
+            .unwrap()
+    }
+
+    fn prop<'a>(schema: &'a JSONSchemaProps, path: &[&str]) -> &'a JSONSchemaProps {
+        path.iter()
+            .fold(schema, |s, name| &s.properties.as_ref().unwrap()[*name])
+    }
+
+    #[test]
+    fn image_repository_defaults() {
+        let repo: ImageRepository = serde_saphyr::from_str(
+            r#"
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata:
+  name: podinfo
+  namespace: flux-system
+spec:
+  image: ghcr.io/stefanprodan/podinfo
+  interval: 5m
+"#,
+        )
+        .unwrap();
+        let spec = &repo.spec;
+        assert_eq!(spec.image, "ghcr.io/stefanprodan/podinfo");
+        assert_eq!(spec.interval, "5m");
+        assert_eq!(spec.provider, ImageProvider::Generic);
+        assert_eq!(spec.exclusion_list, [r"^.*\.sig$"]);
+        assert_eq!(spec.timeout, None);
+        assert_eq!(spec.access_from, None);
+        let json = serde_json::to_value(spec).unwrap();
+        assert_eq!(json["provider"], "generic");
+        assert_eq!(json["exclusionList"], serde_json::json!([r"^.*\.sig$"]));
+    }
+
+    #[test]
+    fn image_repository_with_provider_and_acl() {
+        let repo: ImageRepository = serde_saphyr::from_str(
+            r#"
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata:
+  name: podinfo
+spec:
+  image: 123456789000.dkr.ecr.us-east-2.amazonaws.com/podinfo
+  interval: 1h
+  timeout: 1m
+  provider: aws
+  exclusionList:
+    - "^.*\\.sig$"
+    - "1.0.1"
+  accessFrom:
+    namespaceSelectors:
+      - matchLabels:
+          kubernetes.io/metadata.name: flux-system
+"#,
+        )
+        .unwrap();
+        let spec = &repo.spec;
+        assert_eq!(spec.provider, ImageProvider::Aws);
+        assert_eq!(spec.exclusion_list.len(), 2);
+        let selectors = &spec.access_from.as_ref().unwrap().namespace_selectors;
+        assert_eq!(
+            selectors[0].match_labels.as_ref().unwrap()["kubernetes.io/metadata.name"],
+            "flux-system"
+        );
+    }
+
+    #[test]
+    fn image_policy_defaults() {
+        let policy: ImagePolicy = serde_saphyr::from_str(
+            r#"
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata:
+  name: podinfo
+spec:
+  imageRepositoryRef:
+    name: podinfo
+  filterTags:
+    pattern: '^main-[a-fA-F0-9]+-(?P<ts>.*)'
+    extract: '$ts'
+  policy:
+    numerical: {}
+"#,
+        )
+        .unwrap();
+        let spec = &policy.spec;
+        assert_eq!(spec.digest_reflection_policy, ReflectionPolicy::Never);
+        assert_eq!(spec.image_repository_ref.name, "podinfo");
+        assert_eq!(spec.image_repository_ref.namespace, None);
+        assert_eq!(spec.interval, None);
+        assert_eq!(
+            spec.filter_tags.as_ref().unwrap().extract.as_deref(),
+            Some("$ts")
+        );
+        assert_eq!(
+            spec.policy.numerical.as_ref().unwrap().order,
+            SortOrder::Asc
+        );
+        assert_eq!(spec.policy.semver, None);
+    }
+
+    #[test]
+    fn image_policy_semver_and_digest_reflection() {
+        let policy: ImagePolicy = serde_saphyr::from_str(
+            r#"
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata:
+  name: podinfo
+spec:
+  imageRepositoryRef:
+    name: podinfo
+    namespace: flux-system
+  digestReflectionPolicy: Always
+  interval: 10m
+  policy:
+    semver:
+      range: 5.1.x
+"#,
+        )
+        .unwrap();
+        let spec = &policy.spec;
+        assert_eq!(spec.digest_reflection_policy, ReflectionPolicy::Always);
+        assert_eq!(spec.interval.as_deref(), Some("10m"));
+        assert_eq!(spec.policy.semver.as_ref().unwrap().range, "5.1.x");
+        assert_eq!(
+            spec.image_repository_ref.namespace.as_deref(),
+            Some("flux-system")
+        );
+        let alphabetical: ImagePolicyChoice =
+            serde_json::from_value(serde_json::json!({"alphabetical": {"order": "desc"}})).unwrap();
+        assert_eq!(alphabetical.alphabetical.unwrap().order, SortOrder::Desc);
+    }
+
+    #[test]
+    fn image_update_automation_defaults() {
+        let automation: ImageUpdateAutomation = serde_saphyr::from_str(
+            r#"
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageUpdateAutomation
+metadata:
+  name: flux-system
+  namespace: flux-system
+spec:
+  interval: 30m
+  sourceRef:
+    name: flux-system
+  git:
+    checkout:
+      ref:
+        branch: main
+    commit:
+      author:
+        email: fluxcdbot@users.noreply.github.com
+        name: fluxcdbot
+      messageTemplate: '{{range .Changed.Changes}}{{print .OldValue}} -> {{println .NewValue}}{{end}}'
+      signingKey:
+        secretRef:
+          name: signing-key
+    push:
+      branch: main
+      options:
+        merge_request.create: ""
+"#,
+        )
+        .unwrap();
+        let spec = &automation.spec;
+        assert_eq!(spec.interval, "30m");
+        assert_eq!(spec.source_ref.kind, "GitRepository");
+        assert_eq!(spec.source_ref.name, "flux-system");
+        assert_eq!(
+            spec.update,
+            UpdateStrategy {
+                path: None,
+                strategy: UpdateStrategyName::Setters
+            }
+        );
+        let git = spec.git.as_ref().unwrap();
+        assert_eq!(
+            git.checkout.as_ref().unwrap().reference.branch.as_deref(),
+            Some("main")
+        );
+        assert_eq!(git.commit.author.name.as_deref(), Some("fluxcdbot"));
+        let signing = git.commit.signing_key.as_ref().unwrap();
+        assert_eq!(signing.secret_ref.name, "signing-key");
+        assert_eq!(signing.type_, None);
+        let push = git.push.as_ref().unwrap();
+        assert_eq!(push.options.as_ref().unwrap()["merge_request.create"], "");
+        assert_eq!(spec.policy_selector, None);
+        // Written back with Flux's names.
+        let json = serde_json::to_value(spec).unwrap();
+        assert_eq!(json["git"]["checkout"]["ref"]["branch"], "main");
+        assert_eq!(json["update"]["strategy"], "Setters");
+    }
+
+    #[test]
+    fn image_update_automation_with_path_and_selector() {
+        let spec: ImageUpdateAutomationSpec = serde_json::from_value(serde_json::json!({
+            "interval": "5m",
+            "sourceRef": {"kind": "GitRepository", "name": "fleet", "namespace": "flux-system"},
+            "git": {"commit": {"author": {"email": "bot@example.com"}, "signingKey": {"secretRef": {"name": "ssh"}, "type": "ssh"}}},
+            "update": {"path": "./clusters/prod"},
+            "policySelector": {"matchLabels": {"env": "prod"}},
+        }))
+        .unwrap();
+        assert_eq!(spec.update.path.as_deref(), Some("./clusters/prod"));
+        assert_eq!(spec.update.strategy, UpdateStrategyName::Setters);
+        assert_eq!(
+            spec.git.unwrap().commit.signing_key.unwrap().type_,
+            Some(SigningKeyType::Ssh)
+        );
+        assert_eq!(
+            spec.policy_selector.unwrap().match_labels.unwrap()["env"],
+            "prod"
+        );
+    }
+
+    #[test]
+    fn statuses_default_observed_generation_like_the_api_server() {
+        assert_eq!(
+            ImageRepositoryStatus::default().observed_generation,
+            Some(-1)
+        );
+        assert_eq!(ImagePolicyStatus::default().observed_generation, Some(-1));
+        assert_eq!(
+            ImageUpdateAutomationStatus::default().observed_generation,
+            Some(-1)
+        );
+        let status: ImageRepositoryStatus = serde_json::from_value(serde_json::json!({
+            "canonicalImageName": "ghcr.io/stefanprodan/podinfo",
+            "lastScanResult": {"tagCount": 42, "scanTime": "2026-01-01T00:00:00Z", "latestTags": ["6.5.0"]},
+            "observedGeneration": 3,
+        }))
+        .unwrap();
+        assert_eq!(status.last_scan_result.unwrap().tag_count, 42);
+        let status: ImageUpdateAutomationStatus = serde_json::from_value(serde_json::json!({
+            "observedPolicies": {"podinfo": {"name": "ghcr.io/stefanprodan/podinfo", "tag": "6.5.0"}},
+        }))
+        .unwrap();
+        assert_eq!(status.observed_policies.unwrap()["podinfo"].tag, "6.5.0");
+    }
+
+    #[test]
+    fn crd_defaults_agree_with_serde_defaults() {
+        let repo = root_properties("ImageRepository");
+        let spec = &repo["spec"];
+        assert_eq!(
+            prop(spec, &["exclusionList"]).default.as_ref().unwrap().0,
+            serde_json::to_value(default_exclusion_list()).unwrap()
+        );
+        assert_eq!(
+            prop(spec, &["provider"]).default.as_ref().unwrap().0,
+            serde_json::to_value(ImageProvider::default()).unwrap()
+        );
+        assert_eq!(
+            prop(&repo["status"], &["lastScanResult", "tagCount"]).format,
+            None
+        );
+
+        let policy = root_properties("ImagePolicy");
+        let spec = &policy["spec"];
+        assert_eq!(
+            prop(spec, &["digestReflectionPolicy"])
+                .default
+                .as_ref()
+                .unwrap()
+                .0,
+            serde_json::to_value(ReflectionPolicy::default()).unwrap()
+        );
+        assert_eq!(
+            prop(spec, &["policy", "numerical", "order"])
+                .default
+                .as_ref()
+                .unwrap()
+                .0,
+            serde_json::to_value(SortOrder::default()).unwrap()
+        );
+        assert_eq!(spec.x_kubernetes_validations.as_ref().unwrap().len(), 2);
+
+        let automation = root_properties("ImageUpdateAutomation");
+        let spec = &automation["spec"];
+        assert_eq!(
+            prop(spec, &["update"]).default.as_ref().unwrap().0,
+            serde_json::to_value(UpdateStrategy::default()).unwrap()
+        );
+        let source_ref = prop(spec, &["sourceRef"]);
+        assert_eq!(
+            source_ref.required.as_deref(),
+            Some(&["kind".to_owned(), "name".to_owned()][..])
+        );
+        assert_eq!(
+            prop(source_ref, &["kind"]).default.as_ref().unwrap().0,
+            serde_json::to_value(CrossNamespaceSourceReference::default().kind).unwrap()
+        );
+        let selector = prop(spec, &["policySelector"]);
+        assert_eq!(selector.x_kubernetes_map_type.as_deref(), Some("atomic"));
+        assert_eq!(
+            prop(selector, &["matchExpressions"])
+                .x_kubernetes_list_type
+                .as_deref(),
+            Some("atomic")
+        );
+        for status in [&repo["status"], &policy["status"], &automation["status"]] {
+            assert_eq!(
+                status.default.as_ref().unwrap().0,
+                serde_json::json!({"observedGeneration": -1})
+            );
+        }
+    }
+
+    #[test]
+    fn printer_columns_are_fluxs() {
+        let columns = |kind: &str| -> Vec<(String, String, Option<i32>)> {
+            let crd = crds()
+                .into_iter()
+                .find(|c| c.spec.names.kind == kind)
+                .unwrap();
+            crd.spec.versions[0]
+                .additional_printer_columns
+                .clone()
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.name, c.json_path, c.priority))
+                .collect()
+        };
+        let repo = columns("ImageRepository");
+        assert_eq!(
+            repo[4],
+            (
+                "Last scan".to_owned(),
+                ".status.lastScanResult.scanTime".to_owned(),
+                Some(1)
+            )
+        );
+        let automation = columns("ImageUpdateAutomation");
+        assert_eq!(
+            automation[2],
+            (
+                "Last run".to_owned(),
+                ".status.lastAutomationRunTime".to_owned(),
+                Some(1)
+            )
+        );
+        assert_eq!(columns("ImagePolicy").len(), 5);
+    }
+}
