@@ -11,7 +11,14 @@ use crate::api::meta::Condition;
 
 /// A Flux custom resource the generic runner can reconcile (every Flux kind is namespaced).
 pub trait FluxObject:
-    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
 {
     /// The status type, written through the status subresource.
     type Status: FluxStatus;
