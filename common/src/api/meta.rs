@@ -1,5 +1,6 @@
 //! Types shared by several Flux APIs (`fluxcd/pkg/apis/meta`): conditions and object references.
 
+use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -133,8 +134,14 @@ impl DependencyReference {
 
 /// KubeConfigReference contains enough information build a kubeconfig
 /// in memory for connecting to remote Kubernetes clusters.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("has(self.configMapRef) || has(self.secretRef)")
+        .message("exactly one of spec.kubeConfig.configMapRef or spec.kubeConfig.secretRef must be specified"),
+    validation = Rule::new("!has(self.configMapRef) || !has(self.secretRef)")
+        .message("exactly one of spec.kubeConfig.configMapRef or spec.kubeConfig.secretRef must be specified")
+)]
 pub struct KubeConfigReference {
     /// ConfigMapRef holds an optional name of a ConfigMap that contains
     /// the keys `provider`, `cluster`, `address`, `ca.crt`, `audiences` and `serviceAccountName`

@@ -477,3 +477,251 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     use kube::CustomResourceExt;
     vec![super::flux_crd(GitRepository::crd())]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(yaml: &str) -> GitRepository {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn flux_doc_example_with_branch_and_verification() {
+        let repo = parse(
+            r#"
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata:
+  name: podinfo
+  namespace: default
+spec:
+  interval: 1m
+  url: https://github.com/stefanprodan/podinfo
+  ref:
+    branch: master
+  verify:
+    mode: HEAD
+    secretRef:
+      name: pgp-public-keys
+"#,
+        );
+        assert_eq!(repo.metadata.name.as_deref(), Some("podinfo"));
+        assert_eq!(repo.spec.interval, "1m");
+        assert_eq!(repo.spec.url, "https://github.com/stefanprodan/podinfo");
+        assert_eq!(repo.spec.checkout(), GitCheckout::Branch("master"));
+        assert_eq!(
+            repo.spec.timeout, "60s",
+            "defaulted like the API server would"
+        );
+        assert_eq!(repo.spec.provider(), GitProvider::Generic);
+        let verify = repo.spec.verification.as_ref().unwrap();
+        assert_eq!(verify.mode, GitVerificationMode::Head);
+        assert_eq!(verify.secret_ref.name, "pgp-public-keys");
+        assert!(verify.mode.verify_head() && !verify.mode.verify_tag());
+        assert!(repo.status.is_none());
+        assert!(repo.artifact().is_none());
+    }
+
+    #[test]
+    fn flux_doc_example_with_ignore_sparse_checkout_and_secret() {
+        let repo = parse(
+            r#"
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata:
+  name: webapp
+  namespace: apps
+spec:
+  interval: 1m0s
+  url: https://github.com/org/webapp
+  secretRef:
+    name: webapp-git-token
+  ref:
+    branch: main
+  sparseCheckout:
+  - charts
+  - kustomize
+  ignore: |
+    # exclude all
+    /*
+    # include deploy dir
+    !/deploy
+"#,
+        );
+        assert_eq!(
+            repo.spec.secret_ref.as_ref().unwrap().name,
+            "webapp-git-token"
+        );
+        assert_eq!(
+            repo.spec.sparse_checkout.as_deref(),
+            Some(&["charts".to_string(), "kustomize".to_string()][..])
+        );
+        assert!(repo.spec.ignore.as_deref().unwrap().contains("!/deploy"));
+        assert_eq!(
+            repo.spec.reference().unwrap().branch.as_deref(),
+            Some("main")
+        );
+    }
+
+    #[test]
+    fn status_with_artifact_and_includes() {
+        let repo = parse(
+            r#"
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata:
+  name: podinfo
+spec:
+  interval: 5m
+  url: ssh://git@github.com/stefanprodan/podinfo
+  provider: github
+  timeout: 2m
+  include:
+  - repository:
+      name: shared
+    toPath: lib
+  - repository:
+      name: other
+status:
+  observedGeneration: 3
+  lastHandledReconcileAt: "2024-01-01T00:00:00Z"
+  sourceVerificationMode: HEAD
+  artifact:
+    digest: sha256:0123abcd
+    lastUpdateTime: "2024-01-01T00:00:00Z"
+    path: gitrepository/default/podinfo/6f1d.tar.gz
+    revision: master@sha1:6f1d
+    size: 1234
+    url: http://source-controller.flux-system.svc.cluster.local./gitrepository/default/podinfo/6f1d.tar.gz
+  conditions:
+  - type: Ready
+    status: "True"
+    reason: Succeeded
+    message: "stored artifact for revision 'master@sha1:6f1d'"
+    lastTransitionTime: "2024-01-01T00:00:00Z"
+    observedGeneration: 3
+"#,
+        );
+        assert_eq!(repo.spec.provider(), GitProvider::Github);
+        assert_eq!(repo.spec.timeout, "2m");
+        let includes = repo.spec.includes();
+        assert_eq!(includes[0].to_path(), "lib");
+        assert_eq!(includes[1].to_path(), "other");
+        assert_eq!(includes[1].from_path(), "");
+        let artifact = repo.artifact().unwrap();
+        assert!(artifact.has_revision("master@sha1:6f1d"));
+        assert!(artifact.has_digest("sha256:0123abcd"));
+        assert_eq!(artifact.size, Some(1234));
+        let ready = repo
+            .condition(crate::api::meta::condition_types::READY)
+            .unwrap();
+        assert_eq!(ready.status, crate::api::meta::ConditionStatus::True);
+        assert_eq!(ready.reason, crate::api::meta::reasons::SUCCEEDED);
+    }
+
+    #[test]
+    fn serializes_with_flux_field_names() {
+        let spec = GitRepositorySpec {
+            interval: "5m".into(),
+            url: "https://example.com/repo".into(),
+            timeout: default_git_timeout(),
+            reference: Some(GitRepositoryRef {
+                tag: Some("v1.0.0".into()),
+                ..Default::default()
+            }),
+            verification: Some(GitRepositoryVerification {
+                mode: GitVerificationMode::TagAndHead,
+                secret_ref: LocalObjectReference {
+                    name: "keys".into(),
+                },
+            }),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "interval": "5m",
+                "url": "https://example.com/repo",
+                "timeout": "60s",
+                "ref": {"tag": "v1.0.0"},
+                "verify": {"mode": "TagAndHEAD", "secretRef": {"name": "keys"}},
+            })
+        );
+    }
+
+    #[test]
+    fn checkout_precedence_follows_flux_git_client() {
+        let r =
+            |branch: &str, tag: &str, semver: &str, name: &str, commit: &str| GitRepositoryRef {
+                branch: Some(branch.into()),
+                tag: Some(tag.into()),
+                semver: Some(semver.into()),
+                name: Some(name.into()),
+                commit: Some(commit.into()),
+            };
+        assert_eq!(
+            r("main", "v1", "1.x", "refs/heads/x", "abc").checkout(),
+            GitCheckout::Commit {
+                sha: "abc",
+                branch: Some("main")
+            }
+        );
+        assert_eq!(
+            r("main", "v1", "1.x", "refs/heads/x", "").checkout(),
+            GitCheckout::RefName("refs/heads/x")
+        );
+        assert_eq!(
+            r("main", "v1", "1.x", "", "").checkout(),
+            GitCheckout::Tag("v1")
+        );
+        assert_eq!(
+            r("main", "", "1.x", "", "").checkout(),
+            GitCheckout::SemVer("1.x")
+        );
+        assert_eq!(
+            r("main", "", "", "", "").checkout(),
+            GitCheckout::Branch("main")
+        );
+        assert_eq!(
+            GitRepositoryRef::default().checkout(),
+            GitCheckout::Branch("master")
+        );
+        assert_eq!(
+            GitRepositorySpec::default().checkout(),
+            GitCheckout::Branch("master")
+        );
+    }
+
+    #[test]
+    fn verification_modes() {
+        let mode: GitVerificationMode = serde_json::from_str(r#""head""#).unwrap();
+        assert_eq!(mode, GitVerificationMode::HeadLegacy);
+        assert_eq!(mode.as_str(), "HEAD");
+        assert!(mode.verify_head());
+        let mode: GitVerificationMode = serde_json::from_str(r#""Tag""#).unwrap();
+        assert!(mode.verify_tag() && !mode.verify_head());
+        let verify: GitRepositoryVerification =
+            serde_json::from_str(r#"{"secretRef":{"name":"k"}}"#).unwrap();
+        assert_eq!(verify.mode, GitVerificationMode::Head);
+    }
+
+    #[test]
+    fn crd_carries_flux_cel_rule_and_status_default() {
+        let crd = serde_json::to_value(&crds()[0]).unwrap();
+        let root = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"];
+        assert_eq!(
+            root["spec"]["x-kubernetes-validations"][0]["message"],
+            "serviceAccountName can only be set when provider is 'azure' or 'aws'"
+        );
+        assert_eq!(
+            root["status"]["default"],
+            serde_json::json!({"observedGeneration": -1})
+        );
+        assert_eq!(
+            crd["metadata"]["annotations"]["kustomize.toolkit.fluxcd.io/substitute"],
+            "disabled"
+        );
+    }
+}
