@@ -225,7 +225,8 @@ pub enum DecryptionProvider {
     Sops,
 }
 
-/// What happens to the applied objects when a Kustomization is deleted.
+// What happens to the applied objects when a Kustomization is deleted. (Not a `///` doc: it would replace the
+// field's description in the CRD.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum DeletionPolicy {
     /// Delete if `spec.prune` is true, orphan otherwise (the default).
@@ -389,7 +390,8 @@ pub struct PostBuild {
     pub substitute_strategy: Option<SubstituteStrategy>,
 }
 
-/// SubstituteStrategy defines the strategy for substituting variables in the YAML manifests.
+// SubstituteStrategy defines the strategy for substituting variables in the YAML manifests. (Not a `///` doc: it
+// would replace the field's description in the CRD.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum SubstituteStrategy {
     /// At least one variable must be defined, inline or through the referenced ConfigMaps and Secrets.

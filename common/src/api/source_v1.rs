@@ -14,10 +14,9 @@ pub const GROUP: &str = "source.toolkit.fluxcd.io";
 /// The kind name of a GitRepository.
 pub const GIT_REPOSITORY_KIND: &str = "GitRepository";
 
+// Shared by every source kind (GitRepository, OCIRepository, Bucket, HelmChart, HelmRepository,
+// ExternalArtifact): Flux's `fluxcd/pkg/apis/meta.Artifact`. (A `//` comment: the `///` doc is the CRD description.)
 /// Artifact represents the output of a Source reconciliation.
-///
-/// Shared by every source kind (GitRepository, OCIRepository, Bucket, HelmChart, HelmRepository,
-/// ExternalArtifact): `fluxcd/pkg/apis/meta.Artifact`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Artifact {
@@ -157,7 +156,8 @@ fn default_git_timeout() -> String {
     "60s".into()
 }
 
-/// The authentication provider of a GitRepository.
+// The authentication provider of a GitRepository. (Not a `///` doc: it would replace the field's description in
+// the CRD.)
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GitProvider {
