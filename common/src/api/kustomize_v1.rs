@@ -487,6 +487,11 @@ impl SourceKind {
             SourceKind::ExternalArtifact => "ExternalArtifact",
         }
     }
+
+    /// The apiVersion every source kind is served at in Flux 2.9 (all four are `source.toolkit.fluxcd.io/v1`).
+    pub fn api_version(self) -> &'static str {
+        "source.toolkit.fluxcd.io/v1"
+    }
 }
 
 /// KustomizationStatus defines the observed state of a kustomization.
