@@ -35,6 +35,10 @@ pub use server::{FaultHook, LoggedRequest};
 use server::AppState;
 use store::Store;
 
+/// How long a deleted namespace keeps its contents before the namespace controller removes them
+/// (a real cluster is asynchronous too: `kubectl delete -f` of a namespace and its objects must work).
+pub const NAMESPACE_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// A running API server.
 pub struct Server {
     url: String,
@@ -66,7 +70,19 @@ impl Server {
                 tracing::error!(error = %e, "testenv server stopped");
             }
         });
-        let persist = tokio::spawn(store.persist_loop());
+        let persist = tokio::spawn({
+            let store = store.clone();
+            async move {
+                let namespaces = async {
+                    let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+                    loop {
+                        tick.tick().await;
+                        store.sweep_namespaces(NAMESPACE_GRACE);
+                    }
+                };
+                tokio::join!(store.clone().persist_loop(), namespaces);
+            }
+        });
         Ok(Self {
             url: format!("http://{addr}"),
             state,

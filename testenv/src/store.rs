@@ -154,6 +154,8 @@ struct State {
     history: VecDeque<Arc<Event>>,
     /// Events with rv <= floor are not retained.
     floor: u64,
+    /// Terminating namespaces and when they started terminating.
+    ns_terminating: HashMap<String, std::time::Instant>,
 }
 
 /// The store.
@@ -271,6 +273,7 @@ impl Store {
                 objects: HashMap::new(),
                 history: VecDeque::new(),
                 floor: 0,
+                ns_terminating: HashMap::new(),
             }),
             tx,
             history_cap: 100_000,
@@ -750,7 +753,16 @@ impl Store {
                     "the name of the object does not match the name on the URL",
                 ));
             }
-            let exists = self.get(rd, ns, name).is_ok();
+            let exists = self.get(rd, ns, name).ok();
+            let client_rv = meta_str(body, "resourceVersion");
+            if !client_rv.is_empty()
+                && exists
+                    .as_ref()
+                    .is_none_or(|o| meta_str(o, "resourceVersion") != client_rv)
+            {
+                return Err(ApiError::conflict(&rd.group, &rd.plural, name));
+            }
+            let exists = exists.is_some();
             let api_version = rd.api_version();
             let req = ApplyRequest {
                 manager: &opts.manager,
@@ -1122,29 +1134,25 @@ impl Store {
             }
         }
         if is_namespace {
+            // like the namespace controller: contents go shortly after (see sweep_namespaces),
+            // an empty namespace goes at once
             let name = key.1.clone();
-            let contents: Vec<(GroupResource, ObjKey)> = st
-                .objects
-                .iter()
-                .flat_map(|(g, m)| {
-                    m.keys()
-                        .filter(|k| k.0 == name)
-                        .map(move |k| (g.clone(), k.clone()))
-                })
-                .collect();
-            for (cgr, ckey) in contents {
-                self.delete_locked(st, true, &cgr, &ckey, Propagation::Background);
-            }
-            let remaining = st
+            let has_content = st
                 .objects
                 .iter()
                 .any(|(_, m)| m.keys().any(|k| k.0 == name));
-            if remaining {
+            if has_content {
+                st.ns_terminating
+                    .entry(name)
+                    .or_insert_with(std::time::Instant::now);
                 let mut nd = (*old).clone();
                 if meta(&nd)["deletionTimestamp"].is_null() {
                     meta_mut(&mut nd).insert("deletionTimestamp".into(), json!(now()));
                 }
                 nd["status"] = json!({"phase": "Terminating"});
+                if without_volatile(&nd) == without_volatile(&old) {
+                    return (*old).clone();
+                }
                 return (*self.commit(st, gr, key.clone(), Some(old), nd)).clone();
             }
             return (*self.remove_object(st, gr, key, None)).clone();
@@ -1262,6 +1270,58 @@ impl Store {
             if !changed {
                 break;
             }
+        }
+    }
+
+    /// The namespace controller: delete the contents of namespaces that have been terminating for
+    /// at least `grace`; emptied namespaces are then removed.
+    pub fn sweep_namespaces(&self, grace: std::time::Duration) {
+        let mut st = self.lock();
+        let terminating: Vec<String> = st
+            .objects
+            .get(&(String::new(), "namespaces".to_string()))
+            .map(|m| {
+                m.values()
+                    .filter(|v| !meta(v)["deletionTimestamp"].is_null())
+                    .map(|v| meta_str(v, "name").to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        st.ns_terminating.retain(|k, _| terminating.contains(k));
+        let mut due = Vec::new();
+        for name in terminating {
+            let since = *st
+                .ns_terminating
+                .entry(name.clone())
+                .or_insert_with(std::time::Instant::now);
+            if since.elapsed() >= grace {
+                due.push(name);
+            }
+        }
+        if due.is_empty() {
+            return;
+        }
+        let before = st.rv;
+        for name in due {
+            let contents: Vec<(GroupResource, ObjKey)> = st
+                .objects
+                .iter()
+                .filter(|(g, _)| !(g.0.is_empty() && g.1 == "namespaces"))
+                .flat_map(|(g, m)| {
+                    m.keys()
+                        .filter(|k| k.0 == name)
+                        .map(move |k| (g.clone(), k.clone()))
+                })
+                .collect();
+            for (cgr, ckey) in contents {
+                self.delete_locked(&mut st, true, &cgr, &ckey, Propagation::Background);
+            }
+        }
+        self.gc(&mut st);
+        let changed = st.rv != before;
+        drop(st);
+        if changed {
+            self.persist_notify.notify_one();
         }
     }
 

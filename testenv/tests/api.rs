@@ -640,7 +640,6 @@ async fn s4_finalizers_gc_deletecollection_and_namespace_deletion() {
     nss.delete("doomed", &DeleteParams::default())
         .await
         .unwrap();
-    assert!(doomed.get_opt("plain").await.unwrap().is_none());
     let ns = nss.get("doomed").await.unwrap();
     assert_eq!(ns.status.unwrap().phase.as_deref(), Some("Terminating"));
     let st = api_err(
@@ -650,6 +649,24 @@ async fn s4_finalizers_gc_deletecollection_and_namespace_deletion() {
             .unwrap_err(),
     );
     assert_eq!((st.code, st.reason.as_str()), (403, "Forbidden"));
+    eventually(10, "namespace contents deleted", || {
+        let doomed = doomed.clone();
+        async move {
+            doomed
+                .get_opt("plain")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    let held = doomed.get("held").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    assert!(
+        nss.get_opt("doomed").await.unwrap().is_some(),
+        "kept while content has finalizers"
+    );
     doomed
         .patch(
             "held",
@@ -659,6 +676,10 @@ async fn s4_finalizers_gc_deletecollection_and_namespace_deletion() {
         .await
         .unwrap();
     assert!(nss.get_opt("doomed").await.unwrap().is_none());
+    // an empty namespace goes at once
+    create_ns(&client, "empty").await;
+    nss.delete("empty", &DeleteParams::default()).await.unwrap();
+    assert!(nss.get_opt("empty").await.unwrap().is_none());
     env.shutdown().await;
 }
 
