@@ -14,35 +14,7 @@ use jiff::{Timestamp, Unit};
 
 use crate::api::meta::{Condition, ConditionStatus};
 
-/// Flux's condition types that carry kstatus meaning.
-pub mod types {
-    /// The summary condition every Flux object has.
-    pub const READY: &str = "Ready";
-    /// True while the controller works on the object (kstatus "in progress").
-    pub const RECONCILING: &str = "Reconciling";
-    /// True when the controller cannot make progress until the spec changes.
-    pub const STALLED: &str = "Stalled";
-    /// The outcome of health checks (kustomize-controller).
-    pub const HEALTHY: &str = "Healthy";
-}
-
-/// Reasons from `fluxcd/pkg/apis/meta` used by the runner itself.
-pub mod reasons {
-    /// The reconciliation succeeded.
-    pub const SUCCEEDED: &str = "Succeeded";
-    /// The reconciliation failed.
-    pub const FAILED: &str = "Failed";
-    /// Work is in progress.
-    pub const PROGRESSING: &str = "Progressing";
-    /// Work is in progress after a failure (retrying).
-    pub const PROGRESSING_WITH_RETRY: &str = "ProgressingWithRetry";
-    /// The object is suspended.
-    pub const SUSPENDED: &str = "Suspended";
-    /// A dependency is not ready yet.
-    pub const DEPENDENCY_NOT_READY: &str = "DependencyNotReady";
-    /// The object is being deleted.
-    pub const DELETING: &str = "Deleting";
-}
+pub use crate::api::meta::{condition_types as types, reasons};
 
 /// The largest message the Condition schema admits.
 pub const MAX_MESSAGE_LENGTH: usize = 32768;

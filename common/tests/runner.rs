@@ -5,11 +5,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::api::meta::Condition;
+use common::api::meta::{Condition, FINALIZER};
 use common::conditions::{self, get};
 use common::reconcile::{
-    ErrorKind, Event, EventSink, FINALIZER, FluxError, FluxObject, ReconcileMetrics,
-    ReconcileResult, Reconciler, Runner, RunnerConfig, Severity, Step, Success, Summary,
+    ErrorKind, Event, EventSink, FluxError, FluxObject, ReconcileMetrics, ReconcileResult,
+    Reconciler, Runner, RunnerConfig, Severity, Step, Success, Summary,
 };
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::ObjectReference;

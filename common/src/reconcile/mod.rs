@@ -26,6 +26,6 @@ pub use patch::merge_patch;
 mod runner;
 
 pub use runner::{
-    Event, EventSink, FINALIZER, REQUESTED_AT_ANNOTATION, ReconcileMetrics, ReconcileResult,
-    Reconciler, Runner, RunnerConfig, RunnerError, Severity, Step,
+    Event, EventSink, ReconcileMetrics, ReconcileResult, Reconciler, Runner, RunnerConfig,
+    RunnerError, Severity, Step,
 };

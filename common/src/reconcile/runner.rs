@@ -23,16 +23,11 @@ use super::outcome::{
     Failure, Next, Success, Summary, finalize_conditions, mark_progressing, next_action,
 };
 use super::patch::merge_patch;
-use crate::api::meta::Condition;
+use crate::api::meta::{Condition, FINALIZER, annotations::RECONCILE_REQUEST};
 use crate::cli::{IntervalJitter, RetryPolicy};
 use crate::conditions::Conditions;
 pub use crate::metrics::ReconcileResult;
 use crate::metrics::{self, Metrics};
-
-/// Flux's finalizer, letter for letter.
-pub const FINALIZER: &str = "finalizers.fluxcd.io";
-/// The annotation that requests an immediate reconcile (`flux reconcile`, webhook receivers).
-pub const REQUESTED_AT_ANNOTATION: &str = "reconcile.fluxcd.io/requestedAt";
 
 /// Severity of a Flux event (`info` or `error`; Kubernetes `Normal` or `Warning`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -417,7 +412,7 @@ impl<R: Reconciler> Runner<R> {
         }
 
         let generation = obj.meta().generation.unwrap_or(0);
-        let requested_at = obj.annotations().get(REQUESTED_AT_ANNOTATION).cloned();
+        let requested_at = obj.annotations().get(RECONCILE_REQUEST).cloned();
         let previous = self.handled.lock().ok().and_then(|h| h.get(&key).cloned());
         if let Some(action) = skip(
             previous.as_ref(),
