@@ -1,4 +1,5 @@
-fn main() {
-    eprintln!("riptide: not implemented yet (see issue 8)");
-    std::process::exit(2);
+//! The `riptide` binary: parse flags, run.
+
+fn main() -> std::process::ExitCode {
+    cli::run(std::env::args_os())
 }

@@ -1,0 +1,57 @@
+//! The `riptide` command line. Each subcommand lives in its own module.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub mod build;
+
+/// Riptide: GitOps toolkit.
+#[derive(Debug, Parser)]
+#[command(name = "riptide", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a kustomization directory and print the resulting objects as YAML.
+    Build(build::BuildArgs),
+}
+
+/// Parses `args` and runs the command, writing to stdout/stderr.
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    let result = match &cli.command {
+        Command::Build(a) => build::run(a, &mut stdout.lock(), &mut stderr.lock()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut err = stderr.lock();
+            let _ = writeln!(err, "Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

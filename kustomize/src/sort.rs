@@ -1,0 +1,136 @@
+//! Output ordering: kustomize's legacy kind-based sort.
+
+use std::cmp::Ordering;
+
+use crate::resource::{Gvk, ResId, Resource};
+
+/// Kinds sorted first by default.
+pub const DEFAULT_ORDER_FIRST: &[&str] = &[
+    "Namespace",
+    "ResourceQuota",
+    "StorageClass",
+    "CustomResourceDefinition",
+    "ServiceAccount",
+    "PodSecurityPolicy",
+    "Role",
+    "ClusterRole",
+    "RoleBinding",
+    "ClusterRoleBinding",
+    "ConfigMap",
+    "Secret",
+    "Endpoints",
+    "Service",
+    "LimitRange",
+    "PriorityClass",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "Deployment",
+    "StatefulSet",
+    "CronJob",
+    "PodDisruptionBudget",
+];
+
+/// Kinds sorted last by default.
+pub const DEFAULT_ORDER_LAST: &[&str] = &[
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+];
+
+fn gvk_sort_string(g: &Gvk) -> String {
+    let or = |s: &str, d: &str| {
+        if s.is_empty() {
+            d.to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    format!(
+        "{}_{}_{}",
+        or(&g.group, "~G"),
+        or(&g.version, "~V"),
+        or(&g.kind, "~K")
+    )
+}
+
+fn id_sort_string(id: &ResId) -> String {
+    let or = |s: &str, d: &str| {
+        if s.is_empty() {
+            d.to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    format!(
+        "{}.{}.{}|{}|{}",
+        or(&id.gvk.kind, "~K"),
+        or(&id.gvk.version, "~V"),
+        or(&id.gvk.group, "~G"),
+        or(&id.namespace, "~X"),
+        or(&id.name, "~N")
+    )
+}
+
+/// Sorts resources in kustomize's legacy order with the given first/last kinds.
+pub fn legacy_sort(resources: &mut [Resource], first: &[String], last: &[String]) {
+    let order = |kind: &str| -> i64 {
+        if let Some(i) = first.iter().position(|k| k == kind) {
+            return i as i64 - first.len() as i64;
+        }
+        if let Some(i) = last.iter().position(|k| k == kind) {
+            return 1 + i as i64;
+        }
+        0
+    };
+    let mut keyed: Vec<(ResId, Resource)> =
+        resources.iter().map(|r| (r.cur_id(), r.clone())).collect();
+    keyed.sort_by(|(a, _), (b, _)| {
+        if a.gvk != b.gvk {
+            let (ia, ib) = (order(&a.gvk.kind), order(&b.gvk.kind));
+            if ia != ib {
+                return ia.cmp(&ib);
+            }
+            let (sa, sb) = (gvk_sort_string(&a.gvk), gvk_sort_string(&b.gvk));
+            if a.gvk.kind == "Namespace"
+                && b.gvk.kind == "Namespace"
+                && (a.gvk.group.is_empty() || b.gvk.group.is_empty())
+            {
+                return sb.cmp(&sa);
+            }
+            return sa.cmp(&sb);
+        }
+        let (sa, sb) = (id_sort_string(a), id_sort_string(b));
+        sa.partial_cmp(&sb).unwrap_or(Ordering::Equal)
+    });
+    for (slot, (_, r)) in resources.iter_mut().zip(keyed) {
+        *slot = r;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yaml::parse_one;
+
+    #[test]
+    fn configmaps_before_services_before_deployments() {
+        let mk = |k: &str, av: &str| {
+            Resource::new(
+                parse_one(&format!(
+                    "apiVersion: {av}\nkind: {k}\nmetadata: {{name: x}}\n"
+                ))
+                .unwrap(),
+            )
+        };
+        let mut rs = vec![
+            mk("Deployment", "apps/v1"),
+            mk("Service", "v1"),
+            mk("ConfigMap", "v1"),
+            mk("Foo", "x.io/v1"),
+        ];
+        let first: Vec<String> = DEFAULT_ORDER_FIRST.iter().map(|s| s.to_string()).collect();
+        let last: Vec<String> = DEFAULT_ORDER_LAST.iter().map(|s| s.to_string()).collect();
+        legacy_sort(&mut rs, &first, &last);
+        let kinds: Vec<&str> = rs.iter().map(Resource::kind).collect();
+        assert_eq!(kinds, ["ConfigMap", "Service", "Deployment", "Foo"]);
+    }
+}
