@@ -8,8 +8,8 @@ use std::time::Duration;
 use common::api::meta::{Condition, FINALIZER};
 use common::conditions::{self, get};
 use common::reconcile::{
-    ErrorKind, Event, EventSink, FluxError, FluxObject, ReconcileMetrics, ReconcileResult,
-    Reconciler, Runner, RunnerConfig, Severity, Step, Success, Summary,
+    ErrorKind, Event, EventSink, FluxError, ReconcileMetrics, ReconcileResult, Reconciler, Runner,
+    RunnerConfig, Severity, Step, Success, Summary,
 };
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -46,20 +46,12 @@ struct WidgetStatus {
     last_handled_reconcile_at: Option<String>,
 }
 
-common::impl_flux_status!(WidgetStatus);
-
-impl FluxObject for Widget {
-    type Status = WidgetStatus;
-    fn status(&self) -> Option<&WidgetStatus> {
-        self.status.as_ref()
-    }
-    fn suspended(&self) -> bool {
-        self.spec.suspend
-    }
-    fn interval(&self) -> Option<Duration> {
-        Some(Duration::from_secs(600))
-    }
-}
+common::impl_flux_object!(
+    Widget,
+    WidgetStatus,
+    suspend = |o| Some(o.spec.suspend),
+    interval = |_| Some("10m"),
+);
 
 #[derive(Debug, thiserror::Error)]
 enum WidgetError {

@@ -1163,3 +1163,24 @@ spec:
         assert_eq!(columns("ImagePolicy").len(), 5);
     }
 }
+
+crate::impl_flux_object!(
+    ImageRepository,
+    ImageRepositoryStatus,
+    suspend = |o| o.spec.suspend,
+    interval = |o| Some(o.spec.interval.as_str()),
+);
+
+crate::impl_flux_object!(
+    ImagePolicy,
+    ImagePolicyStatus,
+    suspend = |o| o.spec.suspend,
+    interval = |o| o.spec.interval.as_deref(),
+);
+
+crate::impl_flux_object!(
+    ImageUpdateAutomation,
+    ImageUpdateAutomationStatus,
+    suspend = |o| o.spec.suspend,
+    interval = |o| Some(o.spec.interval.as_str()),
+);

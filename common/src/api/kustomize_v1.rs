@@ -901,3 +901,11 @@ status:
         );
     }
 }
+
+crate::impl_flux_object!(
+    Kustomization,
+    KustomizationStatus,
+    suspend = |o| o.spec.suspend,
+    interval = |o| Some(o.spec.interval.as_str()),
+    retry_interval = |o| o.spec.retry_interval.as_deref(),
+);

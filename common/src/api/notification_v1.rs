@@ -401,3 +401,10 @@ spec:
         );
     }
 }
+
+crate::impl_flux_object!(
+    Receiver,
+    ReceiverStatus,
+    suspend = |o| o.spec.suspend,
+    interval = |o| Some(o.spec.interval.as_str()),
+);

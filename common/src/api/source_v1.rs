@@ -725,3 +725,10 @@ status:
         );
     }
 }
+
+crate::impl_flux_object!(
+    GitRepository,
+    GitRepositoryStatus,
+    suspend = |o| o.spec.suspend,
+    interval = |o| Some(o.spec.interval.as_str()),
+);

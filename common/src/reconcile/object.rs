@@ -80,3 +80,34 @@ macro_rules! impl_flux_status {
         }
     };
 }
+
+/// Implements [`FluxObject`] (and [`FluxStatus`] for its status) for a Flux kind, given closures that read
+/// `spec.suspend`, `spec.interval` and, optionally, `spec.retryInterval` as Go duration strings.
+#[macro_export]
+macro_rules! impl_flux_object {
+    ($kind:ty, $status:ty, suspend = $suspend:expr, interval = $interval:expr $(, retry_interval = $retry:expr)? $(,)?) => {
+        $crate::impl_flux_status!($status);
+
+        impl $crate::reconcile::FluxObject for $kind {
+            type Status = $status;
+
+            fn status(&self) -> Option<&$status> {
+                self.status.as_ref()
+            }
+            fn suspended(&self) -> bool {
+                let read: fn(&$kind) -> Option<bool> = $suspend;
+                read(self).unwrap_or(false)
+            }
+            fn interval(&self) -> Option<std::time::Duration> {
+                let read: fn(&$kind) -> Option<&str> = $interval;
+                read(self).and_then(|s| $crate::cli::parse_go_duration(s).ok())
+            }
+            $(
+            fn retry_interval(&self) -> Option<std::time::Duration> {
+                let read: fn(&$kind) -> Option<&str> = $retry;
+                read(self).and_then(|s| $crate::cli::parse_go_duration(s).ok())
+            }
+            )?
+        }
+    };
+}
