@@ -187,6 +187,12 @@ pub fn default_identity() -> String {
     format!("{}_{suffix:016x}", crate::events::hostname())
 }
 
+/// An "is leader" receiver that is always `true`, for `--enable-leader-election=false`: the runner can then treat
+/// both cases alike.
+pub fn always_leader() -> watch::Receiver<bool> {
+    watch::channel(true).1
+}
+
 /// Runs leader election for one Lease; see the module documentation.
 pub struct LeaderElector {
     api: Api<Lease>,
@@ -510,6 +516,11 @@ mod tests {
             decide(Some(&released), "other", ts(5), DEFAULT),
             Decision::Acquire
         );
+    }
+
+    #[test]
+    fn always_leader_is_true() {
+        assert!(*always_leader().borrow());
     }
 
     #[test]
