@@ -316,3 +316,82 @@ async fn trace_events_and_incomplete_objects_are_not_posted() {
     assert_eq!(events[0]["reason"], "Last");
     assert_eq!(sink.hits(), 1);
 }
+
+/// A fake API server that stores `events.k8s.io/v1` Events created in any namespace.
+async fn fake_events_api() -> (Arc<Mutex<Vec<(String, serde_json::Value)>>>, kube::Client) {
+    let created: Arc<Mutex<Vec<(String, serde_json::Value)>>> = Arc::default();
+    let store = created.clone();
+    let router = Router::new().route(
+        "/apis/events.k8s.io/v1/namespaces/{ns}/events",
+        post(
+            move |axum::extract::Path(ns): axum::extract::Path<String>,
+                  axum::Json(event): axum::Json<serde_json::Value>| {
+                let store = store.clone();
+                async move {
+                    store.lock().unwrap().push((ns, event.clone()));
+                    (StatusCode::CREATED, axum::Json(event))
+                }
+            },
+        ),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+    (created, client)
+}
+
+#[tokio::test]
+async fn kubernetes_events_name_the_controller_and_are_masked_and_trimmed() {
+    let (created, client) = fake_events_api().await;
+    let recorder = EventRecorder::new("source-controller", Some(client), None)
+        .unwrap()
+        .with_instance("source-controller-abc");
+    let message = format!(
+        "auth failed for https://bob:hunter2@git.example.com/repo: {}",
+        "x".repeat(5000)
+    );
+    let handle = recorder
+        .publish(
+            &repo(),
+            Severity::Error,
+            "GitOperationFailed",
+            &message,
+            BTreeMap::new(),
+        )
+        .await;
+    assert!(handle.is_none(), "no events address: nothing posted");
+    recorder
+        .publish(
+            &repo(),
+            Severity::Info,
+            "NewArtifact",
+            "stored",
+            BTreeMap::new(),
+        )
+        .await;
+
+    let created = created.lock().unwrap().clone();
+    assert_eq!(created.len(), 2, "{created:?}");
+    let (ns, warning) = &created[0];
+    assert_eq!(ns, "flux-system");
+    assert_eq!(warning["type"], "Warning");
+    assert_eq!(warning["reason"], "GitOperationFailed");
+    assert_eq!(warning["reportingController"], "source-controller");
+    assert_eq!(warning["reportingInstance"], "source-controller-abc");
+    assert_eq!(warning["regarding"]["kind"], "GitRepository");
+    assert_eq!(warning["regarding"]["name"], "podinfo");
+    let note = warning["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("auth failed for https://***@git.example.com/repo: "),
+        "{note}"
+    );
+    assert!(!note.contains("hunter2"));
+    assert!(
+        note.len() <= common::events::KUBE_NOTE_LIMIT,
+        "{}",
+        note.len()
+    );
+    assert_eq!(created[1].1["type"], "Normal");
+    assert_eq!(created[1].1["note"], "stored");
+}
