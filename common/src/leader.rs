@@ -183,19 +183,14 @@ fn duration_secs(d: Duration) -> i32 {
 
 /// An identity unique to this process: the host (pod) name, `_`, and a random suffix, like controller-runtime.
 pub fn default_identity() -> String {
-    let host = std::env::var("POD_NAME")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .ok()
-        .filter(|h| !h.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|h| h.trim().to_owned())
-                .filter(|h| !h.is_empty())
-        })
-        .unwrap_or_else(|| "riptide".to_owned());
     let suffix: u64 = rand::rng().random();
-    format!("{host}_{suffix:016x}")
+    format!("{}_{suffix:016x}", crate::events::hostname())
+}
+
+/// An "is leader" receiver that is always `true`, for `--enable-leader-election=false`: the runner can then treat
+/// both cases alike.
+pub fn always_leader() -> watch::Receiver<bool> {
+    watch::channel(true).1
 }
 
 /// Runs leader election for one Lease; see the module documentation.
@@ -521,6 +516,11 @@ mod tests {
             decide(Some(&released), "other", ts(5), DEFAULT),
             Decision::Acquire
         );
+    }
+
+    #[test]
+    fn always_leader_is_true() {
+        assert!(*always_leader().borrow());
     }
 
     #[test]

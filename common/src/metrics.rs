@@ -8,7 +8,13 @@
 //! | `controller_runtime_reconcile_errors_total` | `controller` | [`Metrics::record_reconcile`] with [`ReconcileResult::Error`] |
 //! | `controller_runtime_reconcile_time_seconds` | `controller` | [`Metrics::record_reconcile`] |
 //! | `gotk_reconcile_duration_seconds` | `kind`, `name`, `namespace` | [`Metrics::record_duration`] |
+//! | `gotk_reconcile_condition` | `kind`, `name`, `namespace`, `type`, `status` | [`Metrics::record_condition`] |
+//! | `gotk_suspend_status` | `kind`, `name`, `namespace` | [`Metrics::record_suspend`] |
 //! | `process_*` (RSS, CPU, open fds, ...) | | collected on scrape (Linux) |
+//!
+//! The reconcile runner calls [`Metrics::record`] once per reconcile (both the `controller_runtime_*` and the
+//! duration series), [`Metrics::record_condition`] for `Ready` (and any other condition worth a gauge),
+//! [`Metrics::record_suspend`], and [`Metrics::forget`] when the object is gone.
 //!
 //! One [`Metrics`] per controller (per kind): [`Metrics::new`] makes the registry, and
 //! [`Metrics::for_controller`] shares it with the next controller in the same process, so that one `/metrics`
@@ -25,10 +31,12 @@
 //! # Ok::<(), common::metrics::MetricsError>(())
 //! ```
 
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
 
 /// Registering or encoding metrics failed.
@@ -129,7 +137,14 @@ pub struct Metrics {
     reconcile_errors_total: IntCounterVec,
     reconcile_time_seconds: HistogramVec,
     gotk_reconcile_duration_seconds: HistogramVec,
+    gotk_reconcile_condition: GaugeVec,
+    gotk_suspend_status: GaugeVec,
+    /// Condition types recorded so far, to delete their series in [`Metrics::forget`].
+    condition_types: Arc<Mutex<BTreeSet<String>>>,
 }
+
+/// The condition statuses `gotk_reconcile_condition` has a series for.
+const CONDITION_STATUSES: [&str; 3] = ["True", "False", "Unknown"];
 
 impl Metrics {
     /// A new registry holding the reconcile metrics and the process collector, for `controller` (the
@@ -170,12 +185,30 @@ impl Metrics {
             &["kind", "name", "namespace"],
         )
         .map_err(MetricsError::Register)?;
+        let gotk_reconcile_condition = GaugeVec::new(
+            Opts::new(
+                "gotk_reconcile_condition",
+                "The current condition status of a GitOps Toolkit resource reconciliation.",
+            ),
+            &["kind", "name", "namespace", "type", "status"],
+        )
+        .map_err(MetricsError::Register)?;
+        let gotk_suspend_status = GaugeVec::new(
+            Opts::new(
+                "gotk_suspend_status",
+                "The current suspend status of a GitOps Toolkit resource.",
+            ),
+            &["kind", "name", "namespace"],
+        )
+        .map_err(MetricsError::Register)?;
 
         for collector in [
             Box::new(reconcile_total.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(reconcile_errors_total.clone()),
             Box::new(reconcile_time_seconds.clone()),
             Box::new(gotk_reconcile_duration_seconds.clone()),
+            Box::new(gotk_reconcile_condition.clone()),
+            Box::new(gotk_suspend_status.clone()),
         ] {
             registry
                 .register(collector)
@@ -195,6 +228,9 @@ impl Metrics {
             reconcile_errors_total,
             reconcile_time_seconds,
             gotk_reconcile_duration_seconds,
+            gotk_reconcile_condition,
+            gotk_suspend_status,
+            condition_types: Arc::default(),
         };
         Ok(metrics.for_controller(controller))
     }
@@ -247,14 +283,76 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// Records one reconcile of `object` by this controller: [`Self::record_reconcile`] and
+    /// [`Self::record_duration`] in one call.
+    pub fn record(&self, object: &ObjectRef, result: ReconcileResult, elapsed: Duration) {
+        self.record_reconcile(result, elapsed);
+        self.record_duration(object, elapsed);
+    }
+
+    /// Sets `gotk_reconcile_condition` for condition `type_` of `object`: 1 for `status` (`True`, `False` or
+    /// `Unknown`), 0 for the other two.
+    pub fn record_condition(&self, object: &ObjectRef, type_: &str, status: &str) {
+        for candidate in CONDITION_STATUSES {
+            let value = if candidate == status { 1.0 } else { 0.0 };
+            self.gotk_reconcile_condition
+                .with_label_values(&[
+                    object.kind.as_str(),
+                    object.name.as_str(),
+                    object.namespace.as_str(),
+                    type_,
+                    candidate,
+                ])
+                .set(value);
+        }
+        let mut types = self
+            .condition_types
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !types.contains(type_) {
+            types.insert(type_.to_owned());
+        }
+    }
+
+    /// Sets `gotk_suspend_status` of `object`: 1 when suspended, else 0.
+    pub fn record_suspend(&self, object: &ObjectRef, suspended: bool) {
+        self.gotk_suspend_status
+            .with_label_values(&[
+                object.kind.as_str(),
+                object.name.as_str(),
+                object.namespace.as_str(),
+            ])
+            .set(if suspended { 1.0 } else { 0.0 });
+    }
+
     /// Drops the `gotk_*` series of a deleted object, so they do not linger until restart.
     pub fn forget(&self, object: &ObjectRef) {
-        // An error only means the series did not exist.
-        let _ = self.gotk_reconcile_duration_seconds.remove_label_values(&[
+        let labels = [
             object.kind.as_str(),
             object.name.as_str(),
             object.namespace.as_str(),
-        ]);
+        ];
+        // Errors only mean a series did not exist.
+        let _ = self
+            .gotk_reconcile_duration_seconds
+            .remove_label_values(&labels);
+        let _ = self.gotk_suspend_status.remove_label_values(&labels);
+        let types = self
+            .condition_types
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        for type_ in &types {
+            for status in CONDITION_STATUSES {
+                let _ = self.gotk_reconcile_condition.remove_label_values(&[
+                    labels[0],
+                    labels[1],
+                    labels[2],
+                    type_.as_str(),
+                    status,
+                ]);
+            }
+        }
     }
 
     /// The registry, to register controller-specific collectors on.
@@ -391,6 +489,52 @@ mod tests {
         assert!(text.contains(r#"le="1800""#), "last bucket is 30 minutes");
         m.forget(&obj);
         assert!(!m.encode().unwrap().contains("podinfo"));
+    }
+
+    #[test]
+    fn conditions_and_suspend_are_gauges_per_object() {
+        let m = Metrics::new("kustomization").unwrap();
+        let obj = ObjectRef::new("Kustomization", "flux-system", "apps");
+        let other = ObjectRef::new("Kustomization", "flux-system", "infra");
+        m.record_condition(&obj, "Ready", "False");
+        m.record_condition(&obj, "Ready", "True");
+        m.record_condition(&other, "Ready", "Unknown");
+        m.record_suspend(&obj, true);
+        m.record(&obj, ReconcileResult::Success, Duration::from_millis(5));
+        let text = m.encode().unwrap();
+        let cond = |status: &str| {
+            line_value(
+                &text,
+                &format!(
+                    r#"gotk_reconcile_condition{{kind="Kustomization",name="apps",namespace="flux-system",status="{status}",type="Ready"}}"#
+                ),
+            )
+        };
+        assert_eq!(cond("True"), Some(1.0));
+        assert_eq!(cond("False"), Some(0.0));
+        assert_eq!(cond("Unknown"), Some(0.0));
+        assert_eq!(
+            line_value(
+                &text,
+                r#"gotk_suspend_status{kind="Kustomization",name="apps",namespace="flux-system"}"#
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            line_value(
+                &text,
+                r#"controller_runtime_reconcile_total{controller="kustomization",result="success"}"#
+            ),
+            Some(1.0)
+        );
+
+        m.forget(&obj);
+        let text = m.encode().unwrap();
+        assert!(!text.contains(r#"name="apps""#), "{text}");
+        assert!(
+            text.contains(r#"name="infra""#),
+            "other objects keep their series"
+        );
     }
 
     #[test]
