@@ -20,6 +20,21 @@
 //! assert_eq!(flags.runtime.concurrent, 2);
 //! ```
 //!
+//! A controller whose Flux default differs overrides it in its parser; source-controller's `--concurrent` is 2:
+//!
+//! ```
+//! use clap::Parser;
+//!
+//! #[derive(Parser)]
+//! #[command(mut_arg("concurrent", |a| a.default_value("2")))]
+//! struct Flags {
+//!     #[command(flatten)]
+//!     runtime: common::cli::RuntimeArgs,
+//! }
+//!
+//! assert_eq!(Flags::parse_from(["source-controller"]).runtime.concurrent, 2);
+//! ```
+//!
 //! Boolean flags behave like Go's: `--flag` and `--flag=true` set them, `--flag=false` clears them.
 //! Durations use Go's syntax (`750ms`, `15m`, `1h30m`, `1.5h`).
 //!
@@ -107,7 +122,7 @@ pub struct RuntimeArgs {
     #[arg(long, default_value = ":9440", value_parser = parse_listen_addr)]
     pub health_addr: SocketAddr,
 
-    /// The number of concurrent reconciles per kind (Flux's source-controller uses 2, the others 4).
+    /// The number of concurrent reconciles per controller.
     #[arg(long, default_value_t = 4)]
     pub concurrent: u16,
 

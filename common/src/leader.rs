@@ -387,7 +387,8 @@ pub struct LeaderHandle {
 
 impl LeaderHandle {
     /// `true` while this process holds the Lease. When it turns `false` after having been `true`, leadership was
-    /// lost: like controller-runtime, the controller should stop reconciling and exit.
+    /// lost: like controller-runtime, the controller should stop reconciling and exit. (The elector itself keeps
+    /// competing, and turns `true` again if it regains the Lease.)
     pub fn is_leader(&self) -> watch::Receiver<bool> {
         self.is_leader.clone()
     }
