@@ -8,8 +8,8 @@ use std::time::Duration;
 use common::api::meta::{Condition, FINALIZER};
 use common::conditions::{self, get};
 use common::reconcile::{
-    ErrorKind, Event, EventSink, FluxError, ReconcileMetrics, ReconcileResult, Reconciler, Runner,
-    RunnerConfig, Severity, Step, Success, Summary,
+    ErrorKind, Event, EventSink, FluxError, MetricsObject, ReconcileMetrics, ReconcileResult,
+    Reconciler, Runner, RunnerConfig, Severity, Step, Success, Summary,
 };
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -141,20 +141,15 @@ impl EventSink for Sink {
 }
 
 impl ReconcileMetrics for Sink {
-    fn record(
-        &self,
-        _kind: &str,
-        _namespace: &str,
-        name: &str,
-        result: ReconcileResult,
-        _elapsed: Duration,
-    ) {
+    fn record(&self, object: &MetricsObject, result: ReconcileResult, _elapsed: Duration) {
         self.0
             .metrics
             .lock()
             .unwrap()
-            .push((name.to_string(), result));
+            .push((object.name.clone(), result));
     }
+    fn record_status(&self, _object: &MetricsObject, _ready: Option<&str>, _suspended: bool) {}
+    fn forget(&self, _object: &MetricsObject) {}
 }
 
 struct Fixture {

@@ -26,6 +26,6 @@ pub use patch::merge_patch;
 mod runner;
 
 pub use runner::{
-    Event, EventSink, ReconcileMetrics, ReconcileResult, Reconciler, Runner, RunnerConfig,
-    RunnerError, Severity, Step,
+    Event, EventSink, MetricsObject, ReconcileMetrics, ReconcileResult, Reconciler, Runner,
+    RunnerConfig, RunnerError, Severity, Step,
 };

@@ -26,27 +26,11 @@ use super::patch::merge_patch;
 use crate::api::meta::{Condition, FINALIZER, annotations::RECONCILE_REQUEST};
 use crate::cli::{IntervalJitter, RetryPolicy};
 use crate::conditions::Conditions;
+use crate::metrics::Metrics;
+pub use crate::metrics::ObjectRef as MetricsObject;
 pub use crate::metrics::ReconcileResult;
-use crate::metrics::{self, Metrics};
 
-/// Severity of a Flux event (`info` or `error`; Kubernetes `Normal` or `Warning`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Severity {
-    /// Informational: `Normal` in Kubernetes.
-    Info,
-    /// A failure: `Warning` in Kubernetes.
-    Error,
-}
-
-impl Severity {
-    /// Flux's spelling: `info` or `error`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Error => "error",
-        }
-    }
-}
+pub use crate::events::Severity;
 
 /// An event about an object, published after its status is written.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,28 +53,26 @@ pub trait EventSink: Send + Sync + 'static {
 
 /// Where reconcile metrics go (the controller's process-owned registry; tests may record elsewhere).
 pub trait ReconcileMetrics: Send + Sync + 'static {
-    /// Records one reconcile of `kind` `namespace/name` that took `elapsed`.
-    fn record(
-        &self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-        result: ReconcileResult,
-        elapsed: Duration,
-    );
+    /// Records one reconcile of `object` that took `elapsed`.
+    fn record(&self, object: &MetricsObject, result: ReconcileResult, elapsed: Duration);
+    /// Records the status of `object`'s Ready condition and whether it is suspended (`gotk_*` gauges).
+    fn record_status(&self, object: &MetricsObject, ready: Option<&str>, suspended: bool);
+    /// Drops the series of a deleted object.
+    fn forget(&self, object: &MetricsObject);
 }
 
 impl ReconcileMetrics for Metrics {
-    fn record(
-        &self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
-        result: ReconcileResult,
-        elapsed: Duration,
-    ) {
-        self.record_reconcile(result, elapsed);
-        self.record_duration(&metrics::ObjectRef::new(kind, namespace, name), elapsed);
+    fn record(&self, object: &MetricsObject, result: ReconcileResult, elapsed: Duration) {
+        Metrics::record(self, object, result, elapsed);
+    }
+    fn record_status(&self, object: &MetricsObject, ready: Option<&str>, suspended: bool) {
+        if let Some(status) = ready {
+            self.record_condition(object, crate::conditions::types::READY, status);
+        }
+        self.record_suspend(object, suspended);
+    }
+    fn forget(&self, object: &MetricsObject) {
+        Metrics::forget(self, object);
     }
 }
 
@@ -343,8 +325,8 @@ impl<R: Reconciler> Runner<R> {
             Ok(_) => ReconcileResult::RequeueAfter,
             Err(_) => ReconcileResult::Error,
         };
-        self.metrics
-            .record(&kind, &namespace, &name, label, started.elapsed());
+        let object = MetricsObject::new(kind, namespace, name);
+        self.metrics.record(&object, label, started.elapsed());
         result
     }
 
@@ -356,6 +338,7 @@ impl<R: Reconciler> Runner<R> {
     ) -> Result<Action, RunnerError> {
         let api: Api<R::Object> = Api::namespaced(self.client.clone(), namespace);
         let key: Key = (namespace.to_string(), name.to_string());
+        let metrics_object = MetricsObject::new(R::Object::kind(&()), namespace, name);
         let object = || format!("{namespace}/{name}");
         let kube_err = |action: &'static str| {
             move |source| RunnerError::Kube {
@@ -391,6 +374,7 @@ impl<R: Reconciler> Runner<R> {
             if let Ok(mut handled) = self.handled.lock() {
                 handled.remove(&key);
             }
+            self.metrics.forget(&metrics_object);
             info!("finalizer removed");
             return Ok(Action::await_change());
         }
@@ -407,6 +391,13 @@ impl<R: Reconciler> Runner<R> {
 
         // 3. Suspended.
         if obj.suspended() {
+            let ready = obj
+                .status()
+                .and_then(|s| {
+                    crate::conditions::get(s.conditions(), crate::conditions::types::READY)
+                })
+                .map(|c| c.status.as_str());
+            self.metrics.record_status(&metrics_object, ready, true);
             info!("reconciliation is suspended for this object");
             return Ok(Action::await_change());
         }
@@ -461,6 +452,9 @@ impl<R: Reconciler> Runner<R> {
             status.set_last_handled_reconcile_at(at.clone());
         }
         self.patch_status(&api, name, &written, &status).await?;
+        let ready = crate::conditions::get(status.conditions(), crate::conditions::types::READY)
+            .map(|c| c.status.as_str());
+        self.metrics.record_status(&metrics_object, ready, false);
 
         for event in step.events {
             self.events.publish(obj.object_ref(&()), event).await;
