@@ -8,6 +8,7 @@ pub mod cli;
 pub mod conditions;
 pub mod events;
 pub mod leader;
+pub mod manager;
 pub mod metrics;
 pub mod reconcile;
 pub mod server;

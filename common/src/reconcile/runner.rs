@@ -51,6 +51,23 @@ pub trait EventSink: Send + Sync + 'static {
     fn publish(&self, object: ObjectReference, event: Event) -> BoxFuture<'_, ()>;
 }
 
+impl EventSink for crate::events::EventRecorder {
+    fn publish(&self, object: ObjectReference, event: Event) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            // Delivery to the notification-controller continues in the background; its failures are logged.
+            let _delivery = crate::events::EventRecorder::publish(
+                self,
+                &object,
+                event.severity,
+                &event.reason,
+                &event.message,
+                event.metadata,
+            )
+            .await;
+        })
+    }
+}
+
 /// Where reconcile metrics go (the controller's process-owned registry; tests may record elsewhere).
 pub trait ReconcileMetrics: Send + Sync + 'static {
     /// Records one reconcile of `object` that took `elapsed`.
