@@ -183,7 +183,9 @@ pub fn set_crd_status(crd: &mut Value, now: &str) {
 
 /// Prune unknown fields, apply defaults and validate `obj` against a structural schema.
 /// `metadata`, `apiVersion` and `kind` at the root are kept as they are.
-pub fn prune_default_validate(schema: &Value, obj: &mut Value) -> Vec<Cause> {
+/// Returns the validation causes and the paths of pruned (unknown) fields.
+pub fn prune_default_validate(schema: &Value, obj: &mut Value) -> (Vec<Cause>, Vec<String>) {
+    let mut pruned = Vec::new();
     if let Some(map) = obj.as_object_mut() {
         let props = schema.get("properties").and_then(Value::as_object);
         let preserve = schema
@@ -198,12 +200,13 @@ pub fn prune_default_validate(schema: &Value, obj: &mut Value) -> Vec<Cause> {
             match props.and_then(|p| p.get(&k)) {
                 Some(sub) => {
                     if let Some(v) = map.get_mut(&k) {
-                        prune(sub, v);
+                        prune(sub, v, &k, &mut pruned);
                     }
                 }
                 None if preserve => {}
                 None => {
                     map.remove(&k);
+                    pruned.push(k);
                 }
             }
         }
@@ -243,7 +246,7 @@ pub fn prune_default_validate(schema: &Value, obj: &mut Value) -> Vec<Cause> {
             }
         }
     }
-    causes
+    (causes, pruned)
 }
 
 fn is_preserve(schema: &Value) -> bool {
@@ -253,7 +256,7 @@ fn is_preserve(schema: &Value) -> bool {
         == Some(true)
 }
 
-fn prune(schema: &Value, v: &mut Value) {
+fn prune(schema: &Value, v: &mut Value, path: &str, pruned: &mut Vec<String>) {
     if schema
         .get("x-kubernetes-embedded-resource")
         .and_then(Value::as_bool)
@@ -267,8 +270,8 @@ fn prune(schema: &Value, v: &mut Value) {
             let props = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties");
             if let Some(add) = additional.filter(|a| a.is_object()) {
-                for val in map.values_mut() {
-                    prune(add, val);
+                for (k, val) in map.iter_mut() {
+                    prune(add, val, &format!("{path}.{k}"), pruned);
                 }
                 return;
             }
@@ -281,20 +284,21 @@ fn prune(schema: &Value, v: &mut Value) {
                 match props.and_then(|p| p.get(&k)) {
                     Some(sub) => {
                         if let Some(val) = map.get_mut(&k) {
-                            prune(sub, val);
+                            prune(sub, val, &format!("{path}.{k}"), pruned);
                         }
                     }
                     None if preserve => {}
                     None => {
                         map.remove(&k);
+                        pruned.push(format!("{path}.{k}"));
                     }
                 }
             }
         }
         Value::Array(items) => {
             if let Some(item_schema) = schema.get("items") {
-                for it in items {
-                    prune(item_schema, it);
+                for (i, it) in items.iter_mut().enumerate() {
+                    prune(item_schema, it, &format!("{path}[{i}]"), pruned);
                 }
             }
         }
@@ -632,11 +636,12 @@ mod tests {
         let mut obj = json!({"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "a"},
             "spec": {"url": "https://e", "unknown": 1, "port": "http", "extra": {"any": {"thing": 1}}},
             "junk": true});
-        let causes = prune_default_validate(&schema(), &mut obj);
+        let (causes, pruned) = prune_default_validate(&schema(), &mut obj);
         assert!(causes.is_empty(), "{causes:?}");
         assert_eq!(obj["spec"]["interval"], "5m");
         assert!(obj["spec"].get("unknown").is_none());
         assert!(obj.get("junk").is_none());
+        assert_eq!(pruned, ["junk", "spec.unknown"]);
         assert_eq!(obj["spec"]["extra"]["any"]["thing"], 1);
         assert_eq!(obj["metadata"]["name"], "a");
     }
@@ -644,7 +649,7 @@ mod tests {
     #[test]
     fn reports_each_violation_with_its_field() {
         let mut obj = json!({"spec": {"url": "ftp://x", "replicas": 11, "mode": "c", "port": true, "tags": ["a","b","c"]}});
-        let causes = prune_default_validate(&schema(), &mut obj);
+        let (causes, _) = prune_default_validate(&schema(), &mut obj);
         let fields: Vec<&str> = causes.iter().map(|c| c.field.as_str()).collect();
         for f in [
             "spec.url",
@@ -656,7 +661,7 @@ mod tests {
             assert!(fields.contains(&f), "{f} missing from {causes:?}");
         }
         let mut obj = json!({"spec": {"replicas": "three"}});
-        let causes = prune_default_validate(&schema(), &mut obj);
+        let (causes, _) = prune_default_validate(&schema(), &mut obj);
         assert!(
             causes
                 .iter()

@@ -417,9 +417,19 @@ pub fn record_update(
     api_version: &str,
     now: &str,
 ) {
+    // a writer that changes managedFields itself (e.g. to drop a manager) sets the starting point
     let mut entries = match old {
-        Some(o) => read_entries(o),
-        None => read_entries(new),
+        Some(o) if new["metadata"]["managedFields"] == o["metadata"]["managedFields"] => {
+            read_entries(o)
+        }
+        Some(o)
+            if new["metadata"]
+                .get("managedFields")
+                .is_none_or(|m| m.as_array().is_some_and(|a| a.is_empty())) =>
+        {
+            read_entries(o)
+        }
+        _ => read_entries(new),
     };
     let new_fields = fields_of(new, ti, scope);
     let changed: FieldSet = new_fields

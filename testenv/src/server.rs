@@ -320,6 +320,7 @@ async fn handle(
     let wopts = WriteOptions {
         dry_run,
         manager: field_manager(&params, headers),
+        strict: params.get("fieldValidation").is_some_and(|v| v == "Strict"),
     };
     let status = target.subresource.as_deref() == Some("status");
     let table = wants_table(headers);

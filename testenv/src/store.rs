@@ -68,6 +68,8 @@ pub struct WriteOptions {
     pub dry_run: bool,
     /// `fieldManager`.
     pub manager: String,
+    /// `fieldValidation=Strict`: unknown fields are an error instead of being dropped.
+    pub strict: bool,
 }
 
 /// The kind of patch.
@@ -251,6 +253,23 @@ fn without_volatile(v: &Value) -> Value {
         m.remove("managedFields");
     }
     v
+}
+
+/// managedFields without timestamps.
+fn ownership(v: &Value) -> Vec<(Value, Value, Value, Value)> {
+    v["metadata"]["managedFields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["manager"].clone(),
+                e["operation"].clone(),
+                e["subresource"].clone(),
+                e["fieldsV1"].clone(),
+            )
+        })
+        .collect()
 }
 
 fn spec_part(v: &Value) -> Value {
@@ -463,7 +482,7 @@ impl Store {
     }
 
     /// Validate, default and prune per the resource's schema and generic metadata rules.
-    fn validate(rd: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
+    fn validate(rd: &ResourceDef, obj: &mut Value, strict: bool) -> Result<(), ApiError> {
         let name = meta_str(obj, "name").to_string();
         let mut causes = Vec::new();
         if !valid_name(&name) {
@@ -476,7 +495,21 @@ impl Store {
             });
         }
         if let Some(schema) = &rd.schema {
-            causes.extend(crd::prune_default_validate(schema, obj));
+            let (c, pruned) = crd::prune_default_validate(schema, obj);
+            if strict && !pruned.is_empty() {
+                let fields: Vec<String> = pruned
+                    .iter()
+                    .map(|p| format!("unknown field \"{p}\""))
+                    .collect();
+                return Err(ApiError::bad_request(format!(
+                    "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
+                    rd.kind,
+                    rd.version,
+                    rd.kind,
+                    fields.join(", ")
+                )));
+            }
+            causes.extend(c);
         }
         if rd.group == "apiextensions.k8s.io" && rd.plural == "customresourcedefinitions" {
             causes.extend(crd::validate_crd(obj));
@@ -564,7 +597,7 @@ impl Store {
             }
         }
         Self::defaults_on_create(rd, &mut obj);
-        Self::validate(rd, &mut obj)?;
+        Self::validate(rd, &mut obj, opts.strict)?;
         let manager = opts.manager.clone();
         record_update(
             None,
@@ -839,6 +872,7 @@ impl Store {
         let mut o = WriteOptions {
             dry_run: true,
             manager: opts.manager.clone(),
+            strict: opts.strict,
         };
         let mut created = self.create(rd, ns, obj, &o)?;
         if managed.is_null() {
@@ -958,7 +992,7 @@ impl Store {
             }
         }
         if !status {
-            Self::validate(rd, &mut new)?;
+            Self::validate(rd, &mut new, opts.strict)?;
         }
         if rd.group == "apiextensions.k8s.io" && rd.plural == "customresourcedefinitions" {
             crd::set_crd_status(&mut new, &now());
@@ -989,7 +1023,7 @@ impl Store {
             );
         }
         // a no-op write changes nothing (not even the resourceVersion)
-        if without_volatile(&old) == without_volatile(&new) {
+        if without_volatile(&old) == without_volatile(&new) && ownership(&old) == ownership(&new) {
             return Ok((*old).clone());
         }
         if opts.dry_run {

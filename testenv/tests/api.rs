@@ -371,6 +371,27 @@ async fn s3_crds_register_validate_default_and_prune() {
         assert!(causes.iter().any(|c| c.field == field), "{causes:?}");
     }
 
+    // fieldValidation=Strict refuses unknown fields instead of dropping them
+    let (code, st) = raw(
+        &client,
+        "POST",
+        "/apis/example.com/v1/namespaces/default/widgets?fieldValidation=Strict",
+        Some((
+            "application/json",
+            json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "strict"},
+                "spec": {"url": "https://x", "unknown": 1}}),
+        )),
+    )
+    .await;
+    assert_eq!((code, st["reason"].as_str()), (400, Some("BadRequest")));
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap()
+            .contains("strict decoding error: unknown field \"spec.unknown\""),
+        "{st}"
+    );
+
     // deleting the CRD unregisters it and its objects
     Api::<CustomResourceDefinition>::all(client.clone())
         .delete("widgets.example.com", &DeleteParams::default())
@@ -959,6 +980,32 @@ async fn s6_server_side_apply_ownership_conflicts_and_force() {
         bob.fields_v1.as_ref().unwrap().0,
         json!({"f:data": {"f:b": {}}})
     );
+
+    // a writer may rewrite managedFields itself (Flux drops other managers this way)
+    let current = api.get("s").await.unwrap();
+    let only_alice: Vec<_> = current
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.manager.as_deref() == Some("alice"))
+        .collect();
+    let jp: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "replace", "path": "/metadata/managedFields", "value": only_alice}
+    ]))
+    .unwrap();
+    let c = api
+        .patch("s", &PatchParams::default(), &Patch::<()>::Json(jp))
+        .await
+        .unwrap();
+    let managers: Vec<String> = c
+        .metadata
+        .managed_fields
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.manager)
+        .collect();
+    assert_eq!(managers, ["alice"]);
 
     // dry run: returns the would-be object, stores nothing
     let rv = api.get("s").await.unwrap().metadata.resource_version;
