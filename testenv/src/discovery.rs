@@ -149,6 +149,75 @@ pub fn api_resource_list(resources: &[ResourceDef], group: &str, version: &str) 
     )
 }
 
+/// The media type of aggregated discovery (`apidiscovery.k8s.io/v2`).
+pub const AGGREGATED_V2: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether an `Accept` header asks for aggregated discovery v2.
+pub fn wants_aggregated(accept: &str) -> bool {
+    accept.split(',').any(|part| {
+        let p: Vec<&str> = part.split(';').map(str::trim).collect();
+        p.contains(&"g=apidiscovery.k8s.io")
+            && p.contains(&"v=v2")
+            && p.contains(&"as=APIGroupDiscoveryList")
+    })
+}
+
+fn resource_discovery(r: &ResourceDef) -> Value {
+    let kind = json!({"group": r.group, "version": r.version, "kind": r.kind});
+    let mut doc = json!({
+        "resource": r.plural,
+        "responseKind": kind,
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular,
+        "verbs": r.verbs(),
+    });
+    if !r.short_names.is_empty() {
+        doc["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        doc["categories"] = json!(r.categories);
+    }
+    if r.status {
+        doc["subresources"] = json!([{"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}]);
+    }
+    doc
+}
+
+/// Aggregated discovery for `/api` (`core = true`) or `/apis`.
+pub fn aggregated(resources: &[ResourceDef], core: bool) -> Value {
+    let mut by_group: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in resources.iter().filter(|r| r.group.is_empty() == core) {
+        let vs = by_group.entry(r.group.clone()).or_default();
+        if !vs.contains(&r.version) {
+            vs.push(r.version.clone());
+        }
+    }
+    let items: Vec<Value> = by_group
+        .into_iter()
+        .map(|(group, mut versions)| {
+            versions.sort_by(|a, b| version_priority(a, b));
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let rs: Vec<Value> = resources
+                        .iter()
+                        .filter(|r| r.group == group && r.version == *v)
+                        .map(resource_discovery)
+                        .collect();
+                    json!({"version": v, "resources": rs, "freshness": "Current"})
+                })
+                .collect();
+            let mut meta = json!({"creationTimestamp": null});
+            if !group.is_empty() {
+                meta["name"] = json!(group);
+            }
+            json!({"metadata": meta, "versions": versions})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

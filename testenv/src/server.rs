@@ -138,12 +138,27 @@ fn json_response(code: StatusCode, v: &Value) -> Response {
         .into_response()
 }
 
-async fn api(State(s): State<AppState>) -> Response {
+fn aggregated_response(v: &Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, discovery::AGGREGATED_V2)],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+async fn api(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if discovery::wants_aggregated(&header_str(&headers, header::ACCEPT)) {
+        return aggregated_response(&discovery::aggregated(&s.store.resources(), true));
+    }
     let addr = s.address.lock().map(|a| a.clone()).unwrap_or_default();
     json_response(StatusCode::OK, &discovery::api_versions(&addr))
 }
 
-async fn apis(State(s): State<AppState>) -> Response {
+async fn apis(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if discovery::wants_aggregated(&header_str(&headers, header::ACCEPT)) {
+        return aggregated_response(&discovery::aggregated(&s.store.resources(), false));
+    }
     json_response(
         StatusCode::OK,
         &discovery::api_group_list(&s.store.resources()),

@@ -124,6 +124,36 @@ async fn s1_discovery_lists_resources_verbs_and_status() {
     assert_eq!(deploy["categories"], json!(["all"]));
     let (code, _) = raw(&client, "GET", "/apis/nope.example.com/v1", None).await;
     assert_eq!(code, 404);
+
+    // aggregated discovery (apidiscovery.k8s.io/v2)
+    let agg = client.list_api_groups_aggregated().await.unwrap();
+    let apps = agg
+        .items
+        .iter()
+        .find(|g| g.metadata.as_ref().and_then(|m| m.name.as_deref()) == Some("apps"))
+        .unwrap();
+    let deploy = apps.versions[0]
+        .resources
+        .iter()
+        .find(|r| r.resource.as_deref() == Some("deployments"))
+        .unwrap();
+    assert_eq!(deploy.scope.as_deref(), Some("Namespaced"));
+    assert_eq!(
+        deploy.subresources[0].subresource.as_deref(),
+        Some("status")
+    );
+    let core = client.list_core_api_versions_aggregated().await.unwrap();
+    assert!(
+        core.items[0].versions[0]
+            .resources
+            .iter()
+            .any(|r| r.resource.as_deref() == Some("configmaps"))
+    );
+    let discovery = Discovery::new(client.clone())
+        .run_aggregated()
+        .await
+        .unwrap();
+    assert!(discovery.has_group("apiextensions.k8s.io"));
     env.shutdown().await;
 }
 
