@@ -577,7 +577,7 @@ impl Builder {
                     for d in docs {
                         match d {
                             Value::Seq(items) => list.extend(items),
-                            Value::Null => {}
+                            Value::Null | Value::EmptyNull => {}
                             other => list.push(other),
                         }
                     }
@@ -780,7 +780,7 @@ pub fn parse_resources(text: &str, path: &Path) -> Result<Vec<Resource>> {
     let mut out = Vec::new();
     for d in docs {
         match d {
-            Value::Null => {}
+            Value::Null | Value::EmptyNull => {}
             Value::Map(ref m) if m.is_empty() => {}
             Value::Map(_) => {
                 let is_list = d.str_at(&["kind"]).is_some_and(|k| k.ends_with("List"))
@@ -808,7 +808,16 @@ pub fn parse_resources(text: &str, path: &Path) -> Result<Vec<Resource>> {
     Ok(out)
 }
 
-fn check_resource(v: Value, path: &Path) -> Result<Resource> {
+fn check_resource(mut v: Value, path: &Path) -> Result<Resource> {
+    // kustomize's reader annotates every object and clears those annotations
+    // again, which drops an empty or null `metadata.annotations`.
+    if let Some(Value::Map(meta)) = v.get_mut("metadata")
+        && meta
+            .get("annotations")
+            .is_some_and(|a| a.is_null() || a.as_map().is_some_and(|m| m.is_empty()))
+    {
+        meta.remove("annotations");
+    }
     let r = Resource::new(v);
     if r.kind().is_empty() {
         return Err(Error::field(

@@ -253,7 +253,7 @@ fn string_map(m: &BTreeMap<String, String>) -> Value {
 /// Writes a value as Go's `encoding/json` would (sorted keys, HTML-escaped).
 pub fn go_json(v: &Value, out: &mut String) {
     match v {
-        Value::Null => out.push_str("null"),
+        Value::Null | Value::EmptyNull => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Int(i) => {
             let _ = write!(out, "{i}");

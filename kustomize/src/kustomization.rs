@@ -243,7 +243,7 @@ impl Ctx<'_> {
 
     fn string(&self, v: &Value, field: &str) -> Result<String> {
         match v {
-            Value::Null => Ok(String::new()),
+            Value::Null | Value::EmptyNull => Ok(String::new()),
             Value::Seq(_) | Value::Map(_) => Err(self.err(field, "expected a string")),
             other => Ok(other.scalar_string().unwrap_or_default()),
         }
@@ -251,7 +251,7 @@ impl Ctx<'_> {
 
     fn strings(&self, v: Option<&Value>, field: &str) -> Result<Vec<String>> {
         match v {
-            None | Some(Value::Null) => Ok(Vec::new()),
+            None | Some(Value::Null | Value::EmptyNull) => Ok(Vec::new()),
             Some(Value::Seq(items)) => items.iter().map(|i| self.string(i, field)).collect(),
             Some(_) => Err(self.err(field, "expected a list of strings")),
         }
@@ -259,7 +259,7 @@ impl Ctx<'_> {
 
     fn string_map(&self, v: Option<&Value>, field: &str) -> Result<BTreeMap<String, String>> {
         match v {
-            None | Some(Value::Null) => Ok(BTreeMap::new()),
+            None | Some(Value::Null | Value::EmptyNull) => Ok(BTreeMap::new()),
             Some(Value::Map(m)) => m
                 .iter()
                 .map(|(k, v)| Ok((k.clone(), self.string(v, field)?)))
@@ -270,7 +270,7 @@ impl Ctx<'_> {
 
     fn bool(&self, v: Option<&Value>, field: &str) -> Result<bool> {
         match v {
-            None | Some(Value::Null) => Ok(false),
+            None | Some(Value::Null | Value::EmptyNull) => Ok(false),
             Some(Value::Bool(b)) => Ok(*b),
             Some(_) => Err(self.err(field, "expected a boolean")),
         }
@@ -278,7 +278,7 @@ impl Ctx<'_> {
 
     fn list<'v>(&self, v: Option<&'v Value>, field: &str) -> Result<&'v [Value]> {
         match v {
-            None | Some(Value::Null) => Ok(&[]),
+            None | Some(Value::Null | Value::EmptyNull) => Ok(&[]),
             Some(Value::Seq(items)) => Ok(items),
             Some(_) => Err(self.err(field, "expected a list")),
         }
@@ -316,7 +316,7 @@ impl Ctx<'_> {
             return Err(self.err(field, "expected a map"));
         }
         let target = match v.get("target") {
-            None | Some(Value::Null) => None,
+            None | Some(Value::Null | Value::EmptyNull) => None,
             Some(t) => Some(self.selector(t, &format!("{field}.target"))?),
         };
         let opts = v.get("options");
@@ -387,7 +387,7 @@ impl Kustomization {
         let c = Ctx { file };
         let m = match v {
             Value::Map(m) => m,
-            Value::Null => {
+            Value::Null | Value::EmptyNull => {
                 return Err(Error::field(file, "", "kustomization.yaml is empty"));
             }
             _ => return Err(Error::field(file, "", "kustomization must be a map")),
@@ -487,18 +487,35 @@ impl Kustomization {
         }
         k.replacements = c.list(m.get("replacements"), "replacements")?.to_vec();
         for v in c.list(m.get("vars"), "vars")? {
-            let g = |path: &[&str]| {
-                v.get_path(path)
+            // encoding/json matches field names case-insensitively.
+            let ci = |map: Option<&Value>, key: &str| -> String {
+                map.and_then(Value::as_map)
+                    .and_then(|m| {
+                        m.iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                            .map(|(_, v)| v)
+                    })
                     .and_then(Value::scalar_string)
                     .unwrap_or_default()
             };
-            let fp = g(&["fieldref", "fieldPath"]);
+            let objref = v.get("objref");
+            let fieldref = v.get("fieldref");
+            let fp = ci(fieldref, "fieldPath");
+            let mut api_version = ci(objref, "apiVersion");
+            let (group, version) = (ci(objref, "group"), ci(objref, "version"));
+            if api_version.is_empty() && !(group.is_empty() && version.is_empty()) {
+                api_version = if group.is_empty() {
+                    version
+                } else {
+                    format!("{group}/{version}")
+                };
+            }
             k.vars.push(Var {
-                name: g(&["name"]),
-                kind: g(&["objref", "kind"]),
-                obj_name: g(&["objref", "name"]),
-                api_version: g(&["objref", "apiVersion"]),
-                namespace: g(&["objref", "namespace"]),
+                name: ci(Some(v), "name"),
+                kind: ci(objref, "kind"),
+                obj_name: ci(objref, "name"),
+                api_version,
+                namespace: ci(objref, "namespace"),
                 field_path: if fp.is_empty() {
                     "metadata.name".into()
                 } else {
@@ -545,7 +562,7 @@ impl Kustomization {
             ("helmChartInflationGenerator", "Helm chart inflation"),
             ("validators", "validators (plugins)"),
         ] {
-            if m.get(field).is_some_and(|v| !matches!(v, Value::Null)) {
+            if m.get(field).is_some_and(|v| !v.is_null()) {
                 if let Some(Value::Seq(s)) = m.get(field)
                     && s.is_empty()
                 {

@@ -113,7 +113,7 @@ fn set_node(
     referrer: &Referrer,
 ) -> Result<(), String> {
     match node {
-        Value::Null => Ok(()),
+        Value::Null | Value::EmptyNull => Ok(()),
         Value::Str(old) => {
             if let Some(r) = select(old, cands.to_vec(), target, path, referrer, false)?
                 && r.cur.name != *old

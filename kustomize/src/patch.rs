@@ -263,7 +263,7 @@ fn clean(v: &Value) -> Option<Value> {
                 .filter_map(clean)
                 .collect(),
         )),
-        Value::Null => None,
+        Value::Null | Value::EmptyNull => None,
         other => Some(other.clone()),
     }
 }
@@ -425,6 +425,27 @@ fn merge_keyed(
     *dest = out;
 }
 
+fn drop_nulls(m: &mut Map, builtin: bool, path: &mut Vec<String>) {
+    m.retain(|_, v| !matches!(v, Value::EmptyNull));
+    for (k, v) in m.iter_mut() {
+        path.push(k.clone());
+        match v {
+            Value::Map(inner) => drop_nulls(inner, builtin, path),
+            Value::Seq(items) => {
+                if matches!(list_kind(builtin, path), ListKind::Keyed(_)) {
+                    for item in items {
+                        if let Value::Map(im) = item {
+                            drop_nulls(im, builtin, path);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        path.pop();
+    }
+}
+
 /// Applies a strategic-merge patch to a resource (kustomize's `Resource.ApplySmPatch`).
 pub fn apply_smp(
     r: &mut Resource,
@@ -451,6 +472,8 @@ pub fn apply_smp(
         r.obj = Value::Map(Map::new());
         return Ok(());
     }
+    // kyaml's merge walks the whole target and drops null-valued fields.
+    drop_nulls(dm, builtin, &mut Vec::new());
     if r.is_empty() {
         return Ok(());
     }

@@ -256,7 +256,7 @@ pub(crate) fn apply_transformer(
                     })? {
                         match d {
                             Value::Seq(items) => list.extend(items),
-                            Value::Null => {}
+                            Value::Null | Value::EmptyNull => {}
                             other => list.push(other),
                         }
                     }

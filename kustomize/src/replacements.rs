@@ -106,7 +106,7 @@ fn visit(
                     m.insert(head.clone(), n);
                     return Ok(1);
                 }
-                let next_is_seq = rest[0].starts_with('[');
+                let next_is_seq = rest[0].starts_with('[') && rest[0].contains('=');
                 m.insert(
                     head.clone(),
                     if next_is_seq {
@@ -382,7 +382,7 @@ fn set_value(node: &mut Value, value: &Value, delim: &str, index: i64) -> Result
     match (&*node, &value) {
         (Value::Map(_) | Value::Seq(_), _) | (_, Value::Map(_) | Value::Seq(_)) => *node = value,
         (Value::Str(_), v) => *node = Value::Str(v.scalar_string().unwrap_or_default()),
-        (Value::Null, v) => *node = v.clone(),
+        (Value::Null | Value::EmptyNull, v) => *node = v.clone(),
         (_, v) => {
             let text = v.scalar_string().unwrap_or_default();
             let resolved = yaml::parse_one(&text).unwrap_or(Value::Str(text.clone()));

@@ -319,7 +319,7 @@ impl Resource {
     pub fn is_empty(&self) -> bool {
         match &self.obj {
             Value::Map(m) => m.is_empty(),
-            Value::Null => true,
+            Value::Null | Value::EmptyNull => true,
             _ => false,
         }
     }

@@ -13,8 +13,11 @@ pub type Map = BTreeMap<String, Value>;
 /// A YAML/JSON value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
-    /// `null`
+    /// `null` (written `null`, `~`, ...)
     Null,
+    /// A null written as nothing at all (`key:`). kustomize drops these, and
+    /// only these, when it merges a patch into an object.
+    EmptyNull,
     /// `true` / `false`
     Bool(bool),
     /// A 64-bit integer.
@@ -97,13 +100,13 @@ impl Value {
 
     /// Whether this is `null`.
     pub fn is_null(&self) -> bool {
-        matches!(self, Value::Null)
+        matches!(self, Value::Null | Value::EmptyNull)
     }
 
     /// The scalar rendered as kustomize renders a scalar node's text.
     pub fn scalar_string(&self) -> Option<String> {
         match self {
-            Value::Null => Some(String::new()),
+            Value::Null | Value::EmptyNull => Some(String::new()),
             Value::Bool(b) => Some(b.to_string()),
             Value::Int(i) => Some(i.to_string()),
             Value::Float(f) => Some(format_float(*f)),

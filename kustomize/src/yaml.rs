@@ -13,8 +13,34 @@ use crate::value::{Map, Value, float_value, format_float};
 /// Parses a multi-document YAML stream. Empty documents are kept as `Null`.
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
     let mut builder = Builder::default();
+    let no_final_newline = !text.ends_with('\n');
+    let total_chars = if no_final_newline {
+        text.chars().count()
+    } else {
+        0
+    };
     for ev in Parser::new_from_str(text) {
-        let (ev, span) = ev.map_err(|e| e.to_string())?;
+        let (mut ev, span) = ev.map_err(|e| e.to_string())?;
+        // The parser reports an absent value as a plain `~` with an empty span.
+        if let Event::Scalar(s, ScalarStyle::Plain, _, None) = &mut ev
+            && s == "~"
+            && span.start.index() == span.end.index()
+        {
+            *s = std::borrow::Cow::Borrowed("");
+        }
+        // A block scalar that ends the input without a final line break has no
+        // trailing newline (clip chomping); the parser adds one regardless.
+        if no_final_newline
+            && let Event::Scalar(s, style, _, _) = &mut ev
+            && matches!(style, ScalarStyle::Literal | ScalarStyle::Folded)
+            && span.end.index() >= total_chars
+            && s.ends_with('\n')
+            && !s.ends_with("\n\n")
+        {
+            let mut owned = s.to_string();
+            owned.pop();
+            *s = std::borrow::Cow::Owned(owned);
+        }
         builder
             .event(ev)
             .map_err(|e| format!("line {}: {e}", span.start.line()))?;
@@ -151,6 +177,9 @@ fn resolve_scalar(s: &str, style: ScalarStyle, tag: Option<&Tag>) -> Value {
     }
     if style != ScalarStyle::Plain {
         return Value::Str(s.to_string());
+    }
+    if s.is_empty() {
+        return Value::EmptyNull;
     }
     resolve_plain(s)
 }
@@ -309,7 +338,7 @@ fn emit_seq(out: &mut String, s: &[Value], ind: usize) {
 
 fn scalar_text(v: &Value, ind: usize) -> String {
     match v {
-        Value::Null => "null".into(),
+        Value::Null | Value::EmptyNull => "null".into(),
         Value::Bool(b) => b.to_string(),
         Value::Int(i) => i.to_string(),
         Value::Float(f) => format_float(*f),
