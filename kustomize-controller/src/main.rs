@@ -1,4 +1,9 @@
-fn main() {
-    eprintln!("kustomize-controller: not implemented yet (see issue 7)");
-    std::process::exit(2);
+//! Kustomization reconciler.
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = kustomize_controller::Args::parse();
+    kustomize_controller::run(args).await?;
+    Ok(())
 }

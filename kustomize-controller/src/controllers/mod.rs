@@ -1,0 +1,3 @@
+//! One module per kind.
+
+pub mod kustomization;
