@@ -255,6 +255,50 @@ fn without_volatile(v: &Value) -> Value {
     v
 }
 
+/// Standard base64 (with padding), as Kubernetes encodes `[]byte` fields.
+pub fn base64_encode(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk.first().copied().unwrap_or(0),
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// A Secret's `stringData` is merged into `data` (base64) and dropped, like the real API server does.
+fn secret_string_data(obj: &mut Value) {
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(string_data)) = map.remove("stringData") else {
+        return;
+    };
+    let data = map
+        .entry("data")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !data.is_object() {
+        *data = Value::Object(Map::new());
+    }
+    if let Some(d) = data.as_object_mut() {
+        for (k, v) in string_data {
+            let text = v.as_str().unwrap_or_default();
+            d.insert(k, json!(base64_encode(text.as_bytes())));
+        }
+    }
+}
+
 /// managedFields without timestamps.
 fn ownership(v: &Value) -> Vec<(Value, Value, Value, Value)> {
     v["metadata"]["managedFields"]
@@ -483,6 +527,9 @@ impl Store {
 
     /// Validate, default and prune per the resource's schema and generic metadata rules.
     fn validate(rd: &ResourceDef, obj: &mut Value, strict: bool) -> Result<(), ApiError> {
+        if rd.group.is_empty() && rd.kind == "Secret" {
+            secret_string_data(obj);
+        }
         let name = meta_str(obj, "name").to_string();
         let mut causes = Vec::new();
         if !valid_name(&name) {
@@ -1449,6 +1496,27 @@ impl Store {
                 tracing::warn!(error = %e, "persisting state failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard_alphabet_and_padding() {
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foo"), "Zm9v");
+        assert_eq!(base64_encode(b"hello world!?"), "aGVsbG8gd29ybGQhPw==");
+    }
+
+    #[test]
+    fn secret_string_data_moves_into_data() {
+        let mut s = json!({"data": {"a": "YQ=="}, "stringData": {"b": "bb"}});
+        secret_string_data(&mut s);
+        assert_eq!(s, json!({"data": {"a": "YQ==", "b": "YmI="}}));
     }
 }
 

@@ -1589,3 +1589,126 @@ async fn s9_errors_are_status_objects() {
     );
     env.shutdown().await;
 }
+
+#[tokio::test]
+async fn s2_secret_string_data_becomes_base64_data() {
+    let env = TestEnv::start().await.unwrap();
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::default_namespaced(env.client());
+    let s: k8s_openapi::api::core::v1::Secret = serde_json::from_value(
+        json!({"metadata": {"name": "s"}, "stringData": {"password": "hunter2"}}),
+    )
+    .unwrap();
+    let created = secrets.create(&PostParams::default(), &s).await.unwrap();
+    assert!(created.string_data.is_none());
+    let data = created.data.unwrap();
+    assert_eq!(data["password"].0, b"hunter2");
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn s3_crd_updates_change_served_versions_at_once() {
+    let env = TestEnv::start().await.unwrap();
+    let client = env.client();
+    install_widget_crd(&client).await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let v1: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &widget_ar());
+    v1.create(
+        &PostParams::default(),
+        &widget("w", json!({"url": "http://a"})),
+    )
+    .await
+    .unwrap();
+
+    // add v2 (served, not storage)
+    let mut crd = crds.get("widgets.example.com").await.unwrap();
+    let mut v2 = crd.spec.versions[0].clone();
+    v2.name = "v2".into();
+    v2.storage = false;
+    crd.spec.versions.push(v2);
+    crds.replace("widgets.example.com", &PostParams::default(), &crd)
+        .await
+        .unwrap();
+    let ar2 = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.com", "v2", "Widget"),
+        "widgets",
+    );
+    let as_v2: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &ar2);
+    let w = as_v2.get("w").await.unwrap();
+    assert_eq!(w.types.unwrap().api_version, "example.com/v2");
+    let (_, group) = raw(&client, "GET", "/apis/example.com", None).await;
+    assert_eq!(group["preferredVersion"]["version"], "v2");
+
+    // stop serving v1
+    let mut crd = crds.get("widgets.example.com").await.unwrap();
+    crd.spec.versions[0].served = false;
+    crds.replace("widgets.example.com", &PostParams::default(), &crd)
+        .await
+        .unwrap();
+    let (code, _) = raw(
+        &client,
+        "GET",
+        "/apis/example.com/v1/namespaces/default/widgets",
+        None,
+    )
+    .await;
+    assert_eq!(code, 404);
+    assert_eq!(
+        as_v2
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    env.shutdown().await;
+}
+
+#[tokio::test]
+async fn s8_watcher_streaming_lists_and_field_selectors() {
+    use kube::runtime::watcher::{self, Event};
+    let env = TestEnv::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::default_namespaced(env.client());
+    api.create(&PostParams::default(), &cm("one", &[]))
+        .await
+        .unwrap();
+    api.create(&PostParams::default(), &cm("two", &[]))
+        .await
+        .unwrap();
+    let cfg = watcher::Config::default()
+        .streaming_lists()
+        .fields("metadata.name=two");
+    let mut stream = watcher::watcher(api.clone(), cfg).boxed();
+    let mut initial = Vec::new();
+    loop {
+        match stream.try_next().await.unwrap().unwrap() {
+            Event::Init => {}
+            Event::InitApply(o) => initial.push(o.metadata.name.unwrap()),
+            Event::InitDone => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(initial, ["two"]);
+    api.patch(
+        "one",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"x": "1"}})),
+    )
+    .await
+    .unwrap();
+    api.patch(
+        "two",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"x": "2"}})),
+    )
+    .await
+    .unwrap();
+    match stream.try_next().await.unwrap().unwrap() {
+        Event::Apply(o) => {
+            assert_eq!(o.metadata.name.as_deref(), Some("two"));
+            assert_eq!(o.data.unwrap()["x"], "2");
+        }
+        other => panic!("{other:?}"),
+    }
+    env.shutdown().await;
+}
