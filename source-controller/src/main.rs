@@ -1,4 +1,10 @@
-fn main() {
-    eprintln!("source-controller: not implemented yet (see issue 5)");
-    std::process::exit(2);
+//! The source-controller binary: parse flags, run.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = source_controller::Args::parse();
+    source_controller::run(args).await?;
+    Ok(())
 }

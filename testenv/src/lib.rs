@@ -16,6 +16,7 @@ pub mod builtin;
 pub mod crd;
 pub mod discovery;
 pub mod error;
+pub mod git_http;
 pub mod managed_fields;
 pub mod openapi;
 pub mod patch;

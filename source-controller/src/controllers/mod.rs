@@ -1,0 +1,3 @@
+//! One module per kind.
+
+pub mod git_repository;
