@@ -1499,27 +1499,6 @@ impl Store {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_matches_the_standard_alphabet_and_padding() {
-        assert_eq!(base64_encode(b""), "");
-        assert_eq!(base64_encode(b"f"), "Zg==");
-        assert_eq!(base64_encode(b"fo"), "Zm8=");
-        assert_eq!(base64_encode(b"foo"), "Zm9v");
-        assert_eq!(base64_encode(b"hello world!?"), "aGVsbG8gd29ybGQhPw==");
-    }
-
-    #[test]
-    fn secret_string_data_moves_into_data() {
-        let mut s = json!({"data": {"a": "YQ=="}, "stringData": {"b": "bb"}});
-        secret_string_data(&mut s);
-        assert_eq!(s, json!({"data": {"a": "YQ==", "b": "YmI="}}));
-    }
-}
-
 fn encode_continue(rv: u64, key: &ObjKey) -> String {
     let raw = json!([rv, key.0, key.1]).to_string();
     raw.bytes().map(|b| format!("{b:02x}")).collect()
@@ -1542,4 +1521,25 @@ fn decode_continue(tok: &str) -> Result<ObjKey, ApiError> {
         v[1].as_str().ok_or_else(bad)?.to_string(),
         v[2].as_str().ok_or_else(bad)?.to_string(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard_alphabet_and_padding() {
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foo"), "Zm9v");
+        assert_eq!(base64_encode(b"hello world!?"), "aGVsbG8gd29ybGQhPw==");
+    }
+
+    #[test]
+    fn secret_string_data_moves_into_data() {
+        let mut s = json!({"data": {"a": "YQ=="}, "stringData": {"b": "bb"}});
+        secret_string_data(&mut s);
+        assert_eq!(s, json!({"data": {"a": "YQ==", "b": "YmI="}}));
+    }
 }
