@@ -10,6 +10,7 @@ pub mod events;
 pub mod leader;
 pub mod manager;
 pub mod metrics;
+pub mod ratelimit;
 pub mod reconcile;
 pub mod server;
 pub mod telemetry;

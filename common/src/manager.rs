@@ -69,13 +69,23 @@ pub struct Manager {
 
 impl Manager {
     /// Starts a controller named `name` (`source-controller`, ...): initialises logging (ignored when already
-    /// initialised, as in tests), connects to Kubernetes (`KUBECONFIG` or in-cluster), serves `/metrics` on
+    /// initialised, as in tests), connects to Kubernetes (`KUBECONFIG` or in-cluster) with client-side rate
+    /// limiting (`--kube-api-qps`, `--kube-api-burst`), serves `/metrics` on
     /// `--metrics-addr` and `/healthz`, `/readyz` on `--health-addr`, and starts leader election when enabled.
     pub async fn start(name: &'static str, args: RuntimeArgs) -> Result<Self, ManagerError> {
         if let Err(err) = crate::telemetry::init_from_args(&args) {
             tracing::debug!(error = %err, "logging already initialised");
         }
-        let client = Client::try_default().await.map_err(ManagerError::Client)?;
+        let config = kube::Config::infer()
+            .await
+            .map_err(|e| ManagerError::Client(kube::Error::InferConfig(e)))?;
+        let client = kube::client::ClientBuilder::try_from(config)
+            .map_err(ManagerError::Client)?
+            .with_layer(&crate::ratelimit::RateLimitLayer::new(
+                f64::from(args.kube_api_qps),
+                args.kube_api_burst,
+            ))
+            .build();
         Self::start_with_client(name, args, client).await
     }
 
