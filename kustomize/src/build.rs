@@ -359,10 +359,18 @@ impl Builder {
         }
         for c in &k.crds {
             let text = self.loader.read_file(dir, c, &file, "crds")?;
-            yaml::parse_documents(&text).map_err(|message| Error::Yaml {
+            let v = yaml::parse_one(&text).map_err(|message| Error::Yaml {
                 file: dir.join(c),
                 message,
             })?;
+            let cfg = TransformerConfig::from_openapi(&v).map_err(|e| {
+                field_err(
+                    &file,
+                    "crds",
+                    format!("unable to parse open API definition from '{c}': {e}"),
+                )
+            })?;
+            tc.merge(&cfg);
         }
         ra.config.merge(&tc);
         // generators

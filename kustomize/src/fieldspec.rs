@@ -190,6 +190,31 @@ impl TransformerConfig {
         Ok(c)
     }
 
+    /// Builds a configuration from an OpenAPI definitions file named by
+    /// `crds:` (x-kubernetes-annotation, -label-selector, -identity and
+    /// -object-ref-* extensions, as kustomize reads them).
+    pub fn from_openapi(v: &Value) -> Result<Self, String> {
+        let Some(defs) = v.as_map() else {
+            return Err("OpenAPI definitions must be a map".into());
+        };
+        let mut c = TransformerConfig::default();
+        for (name, def) in defs {
+            let props = schema_of(def).get("properties");
+            let has = |k: &str| props.and_then(|p| p.get(k)).is_some();
+            if !(has("kind") && has("apiVersion") && has("metadata")) {
+                continue;
+            }
+            let kind = name.rsplit('.').next().unwrap_or(name).to_string();
+            let gvk = Gvk {
+                kind,
+                ..Gvk::default()
+            };
+            let mut seen = Vec::new();
+            load_openapi_type(&mut c, &gvk, defs, name, &mut Vec::new(), &mut seen);
+        }
+        Ok(c)
+    }
+
     /// Merges another configuration into this one.
     pub fn merge(&mut self, o: &TransformerConfig) {
         merge_specs(&mut self.name_prefix, &o.name_prefix);
@@ -214,6 +239,83 @@ impl TransformerConfig {
             }
         }
     }
+}
+
+/// An OpenAPIDefinition's schema (`Schema`, matched case-insensitively as Go's JSON does).
+fn schema_of(def: &Value) -> &Value {
+    def.as_map()
+        .and_then(|m| {
+            m.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("schema"))
+                .map(|(_, v)| v)
+        })
+        .unwrap_or(&Value::Null)
+}
+
+fn load_openapi_type(
+    c: &mut TransformerConfig,
+    gvk: &Gvk,
+    defs: &crate::value::Map,
+    type_name: &str,
+    path: &mut Vec<String>,
+    seen: &mut Vec<String>,
+) {
+    let Some(props) = defs
+        .get(type_name)
+        .and_then(|d| schema_of(d).get("properties"))
+        .and_then(Value::as_map)
+    else {
+        return;
+    };
+    if seen.iter().any(|s| s == type_name) {
+        return;
+    }
+    seen.push(type_name.to_string());
+    for (prop, p) in props {
+        path.push(prop.clone());
+        let fs = |extra: &[&str]| FieldSpec {
+            gvk: gvk.clone(),
+            path: path
+                .iter()
+                .map(String::as_str)
+                .chain(extra.iter().copied())
+                .collect::<Vec<_>>()
+                .join("/"),
+            create: false,
+        };
+        let ext = |k: &str| p.get(k).and_then(Value::scalar_string);
+        if ext("x-kubernetes-annotation").is_some() {
+            merge_specs(&mut c.common_annotations, &[fs(&[])]);
+        }
+        if ext("x-kubernetes-label-selector").is_some() {
+            merge_specs(&mut c.common_labels, &[fs(&[])]);
+        }
+        if ext("x-kubernetes-identity").is_some() {
+            merge_specs(&mut c.name_prefix, &[fs(&[])]);
+        }
+        if let (Some(version), Some(kind)) = (
+            ext("x-kubernetes-object-ref-api-version"),
+            ext("x-kubernetes-object-ref-kind"),
+        ) {
+            let key = ext("x-kubernetes-object-ref-name-key").unwrap_or_else(|| "name".into());
+            c.merge(&TransformerConfig {
+                name_reference: vec![NameBackRef {
+                    gvk: Gvk {
+                        group: String::new(),
+                        version,
+                        kind,
+                    },
+                    field_specs: vec![fs(&[&key])],
+                }],
+                ..Default::default()
+            });
+        }
+        if let Some(r) = ext("$ref") {
+            load_openapi_type(c, gvk, defs, &r, path, seen);
+        }
+        path.pop();
+    }
+    seen.pop();
 }
 
 /// Applies `f` to every node the path reaches in `obj`, creating missing
