@@ -720,9 +720,17 @@ impl Reconciler for KustomizationReconciler {
             .and_then(|m| m.get("org.opencontainers.image.revision").cloned());
         fail(&mut history, reasons::RECONCILIATION_SUCCEEDED);
         status.history = Some(history);
+        let message = format!("Applied revision: {revision}");
+        // Ready is ours to set (the runner only fills it in while it is Unknown).
+        step.conditions(status.conditions.get_or_insert_with(Vec::new))
+            .mark_true(
+                condition_types::READY,
+                reasons::RECONCILIATION_SUCCEEDED,
+                &message,
+            );
         Ok(Success::with_reason(
             reasons::RECONCILIATION_SUCCEEDED,
-            format!("Applied revision: {revision}"),
+            message,
         ))
     }
 
