@@ -20,6 +20,7 @@ pub mod git_http;
 pub mod managed_fields;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod schema;
 pub mod selector;
 pub mod server;

@@ -249,7 +249,15 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if ct.contains("protobuf") || ct.contains("cbor") {
+    if ct.contains("protobuf") {
+        return crate::protobuf::decode(body).map_err(|e| match e {
+            crate::protobuf::DecodeError::Unsupported(_) => {
+                ApiError::unsupported_media_type(e.to_string())
+            }
+            _ => ApiError::bad_request(format!("error decoding protobuf body: {e}")),
+        });
+    }
+    if ct.contains("cbor") {
         return Err(ApiError::unsupported_media_type(format!(
             "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({ct} is not supported by testenv)"
         )));

@@ -174,6 +174,36 @@ fn kubectl_drives_testenv() {
     }
     assert!(s.ok(&["get", "ns"]).contains("kube-system"));
 
+    // the typed generator commands send protobuf
+    s.ok(&["create", "namespace", "extra"]);
+    s.ok(&[
+        "create",
+        "configmap",
+        "gen",
+        "-n",
+        "extra",
+        "--from-literal=k=v",
+    ]);
+    s.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "gen",
+        "-n",
+        "extra",
+        "--from-literal=k=v",
+    ]);
+    s.ok(&["create", "serviceaccount", "robot", "-n", "extra"]);
+    assert_eq!(
+        s.json(&["get", "cm", "gen", "-n", "extra"])["data"]["k"],
+        "v"
+    );
+    assert_eq!(
+        s.json(&["get", "secret", "gen", "-n", "extra"])["data"]["k"],
+        "dg=="
+    );
+    s.ok(&["delete", "namespace", "extra", "--timeout=30s"]);
+
     // CRD, Established, then the multi-document file
     let crd = s.file("crd.yaml", CRD);
     s.ok(&["apply", "--server-side", "-f", path_str(&crd)]);
