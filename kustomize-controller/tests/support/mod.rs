@@ -20,6 +20,8 @@ use kustomize_controller::{Config, KustomizationReconciler};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
+pub type Artifacts = Arc<Mutex<HashMap<String, Vec<u8>>>>;
+
 pub struct Recorder {
     pub events: Mutex<Vec<(String, Event)>>,
 }
@@ -48,7 +50,7 @@ pub struct Fx {
     pub client: kube::Client,
     pub ks: Api<Kustomization>,
     pub repos: Api<GitRepository>,
-    pub artifacts: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    pub artifacts: Artifacts,
     pub base_url: String,
     pub recorder: Arc<Recorder>,
     pub runner: Arc<Runner<KustomizationReconciler>>,
@@ -63,12 +65,12 @@ pub fn test_config() -> Config {
     }
 }
 
-async fn artifact_server(store: Arc<Mutex<HashMap<String, Vec<u8>>>>) -> String {
+async fn artifact_server(store: Artifacts) -> String {
     use axum::extract::{Path, State};
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
     async fn serve(
-        State(store): State<Arc<Mutex<HashMap<String, Vec<u8>>>>>,
+        State(store): State<Artifacts>,
         Path(path): Path<String>,
     ) -> axum::response::Response {
         match store.lock().unwrap().get(&path) {
