@@ -6,6 +6,8 @@
 //!   the same order (compared as parsed YAML values).
 //! - `expected-error.txt`: the build must fail, and the error must name a file.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 
 use kustomize::{BuildOptions, Value, build, yaml};
