@@ -1,4 +1,19 @@
-fn main() {
-    eprintln!("notification-controller: not implemented yet (see issue 9)");
-    std::process::exit(2);
+//! Event ingestion, alerting and webhook receivers.
+
+fn main() -> anyhow::Result<()> {
+    let args = match notification_controller::parse_args(std::env::args_os()) {
+        Ok(args) => args,
+        Err(err) => err.exit(),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let controller = notification_controller::start(
+            args,
+            None,
+            notification_controller::server::dispatch::DispatchConfig::default(),
+        )
+        .await?;
+        controller.wait().await;
+        Ok(())
+    })
 }

@@ -1,0 +1,241 @@
+//! The Receiver reconciler: reads the token, computes `status.webhookPath` = `/hook/` +
+//! hex(sha256(token + name + namespace)), and marks Ready `Receiver initialized for path: …`. A missing secret
+//! or token is `TokenNotFound` (retried); a spec this controller cannot honour is Stalled with a clear message.
+
+use common::api::notification_v1::{Receiver, ReceiverStatus};
+use common::reconcile::{ErrorKind, FluxError, Reconciler, Step, Success, Summary};
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::Api;
+use sha2::{Digest, Sha256};
+
+/// Receiver types this controller validates (see `server::receiver::validate`).
+pub const SUPPORTED_RECEIVER_TYPES: &[&str] = &[
+    "generic",
+    "generic-hmac",
+    "github",
+    "gitlab",
+    "bitbucket",
+    "harbor",
+    "dockerhub",
+    "quay",
+    "nexus",
+    "acr",
+];
+
+/// Flux's reason when the token secret is missing or has no `token`.
+pub const TOKEN_NOT_FOUND_REASON: &str = "TokenNotFound";
+/// Flux's reason for a spec that fails validation.
+pub const VALIDATION_FAILED_REASON: &str = "ValidationFailed";
+
+/// The webhook path of a Receiver with `token`.
+pub fn webhook_path(token: &str, name: &str, namespace: &str) -> String {
+    let digest = Sha256::digest(format!("{token}{name}{namespace}").as_bytes());
+    format!("/hook/{}", hex::encode(digest))
+}
+
+/// A Receiver reconcile error.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiverError {
+    /// The secret could not be read.
+    #[error("unable to read token from secret '{secret}' error: {source}")]
+    SecretRead {
+        /// `namespace/name`.
+        secret: String,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The secret has no `token`.
+    #[error("invalid '{0}' secret data: required fields 'token'")]
+    TokenMissing(String),
+    /// The spec asks for something this controller refuses or does not implement.
+    #[error("Reconciliation failed terminally due to configuration error: {0}")]
+    Invalid(String),
+}
+
+impl FluxError for ReceiverError {
+    fn reason(&self) -> &str {
+        match self {
+            ReceiverError::SecretRead { .. } | ReceiverError::TokenMissing(_) => {
+                TOKEN_NOT_FOUND_REASON
+            }
+            ReceiverError::Invalid(_) => VALIDATION_FAILED_REASON,
+        }
+    }
+
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ReceiverError::Invalid(_) => ErrorKind::Stalled,
+            _ => ErrorKind::Transient,
+        }
+    }
+}
+
+/// What this controller cannot honour in a Receiver spec: never silently ignored.
+pub fn unsupported(receiver: &Receiver) -> Option<String> {
+    let spec = &receiver.spec;
+    if !SUPPORTED_RECEIVER_TYPES.contains(&spec.type_.as_str()) {
+        return Some(format!(
+            "receiver type '{}' is not supported by this controller (supported: {})",
+            spec.type_,
+            SUPPORTED_RECEIVER_TYPES.join(", ")
+        ));
+    }
+    if spec.secret_ref.is_none() {
+        return Some("secretRef is required when type is not generic-oidc".into());
+    }
+    if spec.oidc_providers.as_ref().is_some_and(|p| !p.is_empty()) {
+        return Some("oidcProviders can only be set when type is generic-oidc".into());
+    }
+    if spec
+        .resource_filter
+        .as_deref()
+        .is_some_and(|f| !f.is_empty())
+    {
+        return Some("spec.resourceFilter (CEL) is not supported by this controller yet".into());
+    }
+    if let Some((i, r)) = spec
+        .resources
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.filter.as_deref().is_some_and(|f| !f.is_empty()))
+    {
+        return Some(format!(
+            "spec.resources[{i}].filter (CEL, kind={:?}, name={:?}) is not supported by this controller yet",
+            r.kind, r.name
+        ));
+    }
+    None
+}
+
+/// Reconciles Receivers.
+pub struct ReceiverReconciler {
+    client: kube::Client,
+}
+
+impl ReceiverReconciler {
+    /// A reconciler reading secrets with `client`.
+    pub fn new(client: kube::Client) -> Self {
+        ReceiverReconciler { client }
+    }
+
+    async fn token(&self, receiver: &Receiver, secret_name: &str) -> Result<String, ReceiverError> {
+        let namespace = receiver.namespace().unwrap_or_default();
+        let secret = format!("{namespace}/{secret_name}");
+        let found = Api::<Secret>::namespaced(self.client.clone(), &namespace)
+            .get(secret_name)
+            .await
+            .map_err(|source| ReceiverError::SecretRead {
+                secret: secret.clone(),
+                source,
+            })?;
+        found
+            .data
+            .as_ref()
+            .and_then(|d| d.get("token"))
+            .map(|t| String::from_utf8_lossy(&t.0).into_owned())
+            .ok_or(ReceiverError::TokenMissing(secret))
+    }
+}
+
+impl Reconciler for ReceiverReconciler {
+    type Object = Receiver;
+    type Error = ReceiverError;
+    const SUMMARY: Summary = Summary {
+        scope: &[],
+        negative_polarity: &[],
+    };
+
+    async fn reconcile(
+        &self,
+        obj: &Receiver,
+        status: &mut ReceiverStatus,
+        _step: &mut Step,
+    ) -> Result<Success, ReceiverError> {
+        if let Some(problem) = unsupported(obj) {
+            status.webhook_path = None;
+            return Err(ReceiverError::Invalid(problem));
+        }
+        let secret_name = obj
+            .spec
+            .secret_ref
+            .as_ref()
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        let token = match self.token(obj, &secret_name).await {
+            Ok(token) => token,
+            Err(err) => {
+                status.webhook_path = None;
+                return Err(err);
+            }
+        };
+        let path = webhook_path(
+            &token,
+            &obj.name_any(),
+            &obj.namespace().unwrap_or_default(),
+        );
+        let message = format!("Receiver initialized for path: {path}");
+        if status.webhook_path.as_deref() != Some(path.as_str()) {
+            tracing::info!("{message}");
+        }
+        status.webhook_path = Some(path);
+        Ok(Success::new(message))
+    }
+
+    async fn cleanup(&self, _obj: &Receiver) -> Result<(), ReceiverError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::api::notification_v1::{ReceiverResource, ReceiverSpec};
+
+    #[test]
+    fn webhook_path_is_flux_digest() {
+        // printf 'tokenreceiverflux-system' | sha256sum
+        assert_eq!(
+            webhook_path("token", "receiver", "flux-system"),
+            format!(
+                "/hook/{}",
+                hex::encode(Sha256::digest(b"tokenreceiverflux-system"))
+            )
+        );
+        assert_eq!(webhook_path("a", "b", "c").len(), "/hook/".len() + 64);
+    }
+
+    #[test]
+    fn unsupported_fields_are_named() {
+        let mut r = Receiver::new(
+            "r",
+            ReceiverSpec {
+                type_: "github".into(),
+                secret_ref: Some(common::api::meta::LocalObjectReference { name: "s".into() }),
+                resources: vec![ReceiverResource {
+                    kind: "GitRepository".into(),
+                    name: "x".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        );
+        assert_eq!(unsupported(&r), None);
+        r.spec.resources[0].filter = Some("true".into());
+        assert!(unsupported(&r).unwrap().contains("resources[0].filter"));
+        r.spec.resources[0].filter = None;
+        r.spec.resource_filter = Some("true".into());
+        assert!(unsupported(&r).unwrap().contains("resourceFilter"));
+        r.spec.resource_filter = None;
+        r.spec.type_ = "gcr".into();
+        assert!(unsupported(&r).unwrap().contains("'gcr' is not supported"));
+        let err = ReceiverError::Invalid("x".into());
+        assert_eq!(err.reason(), "ValidationFailed");
+        assert_eq!(err.kind(), ErrorKind::Stalled);
+        assert_eq!(
+            ReceiverError::TokenMissing("a/b".into()).reason(),
+            "TokenNotFound"
+        );
+    }
+}
