@@ -7,6 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod build;
+pub mod example;
+pub mod get;
+pub mod reconcile;
+pub mod status;
+pub mod up;
 
 /// Riptide: GitOps toolkit.
 #[derive(Debug, Parser)]
@@ -22,6 +27,12 @@ pub struct Cli {
 pub enum Command {
     /// Build a kustomization directory and print the resulting objects as YAML.
     Build(build::BuildArgs),
+    /// Run the GitOps loop on this machine: API server, controllers, a git repository, a live status table.
+    Up(up::UpArgs),
+    /// Show the status of every Flux object (kind, name, Ready, revision, message).
+    Get(get::GetArgs),
+    /// Ask for a reconciliation now (sets reconcile.fluxcd.io/requestedAt) and wait for its result.
+    Reconcile(reconcile::ReconcileArgs),
 }
 
 /// Parses `args` and runs the command, writing to stdout/stderr.
@@ -45,6 +56,9 @@ where
     let stderr = std::io::stderr();
     let result = match &cli.command {
         Command::Build(a) => build::run(a, &mut stdout.lock(), &mut stderr.lock()),
+        Command::Up(a) => up::run(a),
+        Command::Get(a) => get::run(a, &mut stdout.lock()),
+        Command::Reconcile(a) => reconcile::run(a, &mut stdout.lock()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,163 @@
+//! `riptide reconcile <kind> <name>`: asks the controller for a reconciliation now (sets
+//! `reconcile.fluxcd.io/requestedAt`, as `flux reconcile` does) and waits for its result.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, ValueEnum};
+use kube::Api;
+use kube::api::{DynamicObject, Patch, PatchParams};
+use serde_json::Value;
+
+use crate::status::{self, FluxKind};
+
+/// The kinds `riptide reconcile` accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReconcileKind {
+    /// A `GitRepository` (source.toolkit.fluxcd.io).
+    #[value(alias = "gitrepo", alias = "source", alias = "GitRepository")]
+    Gitrepository,
+    /// A `Kustomization` (kustomize.toolkit.fluxcd.io).
+    #[value(alias = "ks", alias = "Kustomization")]
+    Kustomization,
+}
+
+impl ReconcileKind {
+    fn flux_kind(self) -> FluxKind {
+        match self {
+            ReconcileKind::Gitrepository => status::GIT_REPOSITORY,
+            ReconcileKind::Kustomization => status::KUSTOMIZATION,
+        }
+    }
+}
+
+/// Arguments of `riptide reconcile`.
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// What to reconcile: `gitrepository` (alias `source`) or `kustomization` (alias `ks`).
+    pub kind: ReconcileKind,
+    /// The object's name.
+    pub name: String,
+    /// The object's namespace.
+    #[arg(short = 'n', long, default_value = "flux-system")]
+    pub namespace: String,
+    /// For a Kustomization: reconcile its source first.
+    #[arg(long)]
+    pub with_source: bool,
+    /// How long to wait for the result.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// The cluster. Default: `KUBECONFIG`, else the API server `riptide up` started, else `~/.kube/config`.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Where `riptide up` keeps its state (default `~/.local/share/riptide`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Requests the reconciliation and waits for it.
+pub fn run(args: &ReconcileArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(status::default_data_dir);
+    let kubeconfig = status::resolve_kubeconfig(args.kubeconfig.as_deref(), &data_dir);
+    runtime.block_on(async {
+        let client = status::client(kubeconfig.as_deref()).await?;
+        let deadline = Instant::now() + args.timeout;
+        let kind = args.kind.flux_kind();
+        if args.with_source && args.kind == ReconcileKind::Kustomization {
+            let api = api(&client, kind, &args.namespace);
+            let ks = api
+                .get(&args.name)
+                .await
+                .with_context(|| format!("Kustomization {}/{}", args.namespace, args.name))?;
+            let ks = serde_json::to_value(&ks)?;
+            let source_kind = ks.pointer("/spec/sourceRef/kind").and_then(Value::as_str);
+            let source_name = ks.pointer("/spec/sourceRef/name").and_then(Value::as_str);
+            let source_ns = ks
+                .pointer("/spec/sourceRef/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or(&args.namespace);
+            match (source_kind, source_name) {
+                (Some("GitRepository"), Some(name)) => {
+                    reconcile_one(
+                        &client,
+                        status::GIT_REPOSITORY,
+                        source_ns,
+                        name,
+                        deadline,
+                        out,
+                    )
+                    .await?;
+                }
+                (Some(other), _) => {
+                    writeln!(out, "✗ source kind {other} is not supported; skipping it")?
+                }
+                _ => {}
+            }
+        }
+        reconcile_one(&client, kind, &args.namespace, &args.name, deadline, out).await
+    })
+}
+
+fn api(client: &kube::Client, kind: FluxKind, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), namespace, &kind.api_resource())
+}
+
+/// Annotates one object and waits until its controller has handled the request; fails when it is not Ready.
+pub async fn reconcile_one(
+    client: &kube::Client,
+    kind: FluxKind,
+    namespace: &str,
+    name: &str,
+    deadline: Instant,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    let api = api(client, kind, namespace);
+    let token = jiff::Timestamp::now().to_string();
+    writeln!(out, "► annotating {} {namespace}/{name}", kind.kind)?;
+    let patch = serde_json::json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}});
+    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .with_context(|| format!("{} {namespace}/{name}", kind.kind))?;
+    writeln!(out, "◎ waiting for {} reconciliation", kind.kind)?;
+    out.flush()?;
+    loop {
+        let obj = serde_json::to_value(api.get(name).await?)?;
+        let handled = obj
+            .pointer("/status/lastHandledReconcileAt")
+            .and_then(Value::as_str)
+            == Some(&token);
+        let reconciling = status::condition(&obj, "Reconciling")
+            .and_then(|c| c.get("status"))
+            .and_then(Value::as_str)
+            == Some("True");
+        if handled && !reconciling {
+            let row = status::row_of(kind.kind, &obj);
+            if row.ready == "True" {
+                writeln!(out, "✔ {} reconciliation completed", kind.kind)?;
+                if !row.revision.is_empty() {
+                    writeln!(out, "✔ revision {}", row.revision)?;
+                }
+                return Ok(());
+            }
+            bail!(
+                "{} {namespace}/{name} is not ready: {}",
+                kind.kind,
+                row.message
+            );
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "timed out waiting for {} {namespace}/{name} to handle the request (is its controller running?)",
+                kind.kind
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
