@@ -67,8 +67,12 @@ impl Server {
             *a = addr.to_string();
         }
         let app = server::router(state.clone());
+        let stop = state.stopping.subscribe();
         let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(server::stopped(stop))
+                .await
+            {
                 tracing::error!(error = %e, "testenv server stopped");
             }
         });
@@ -116,12 +120,28 @@ impl Server {
     }
 
     /// Stop serving; with a data dir, a final snapshot is written.
-    pub async fn shutdown(self) -> Result<(), Error> {
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        // stop accepting, end watches, let in-flight requests finish (briefly), close idle connections
+        self.state.stopping.send_replace(true);
+        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+            let _ = (&mut self.task).await;
+        }
+        self.persist.abort();
+        let _ = (&mut self.persist).await;
+        self.state.store.save()
+    }
+}
+
+impl Drop for Server {
+    /// Dropping the server stops it (watch streams end when their connections close).
+    fn drop(&mut self) {
+        self.state.stopping.send_replace(true);
         self.task.abort();
         self.persist.abort();
-        let _ = self.task.await;
-        let _ = self.persist.await;
-        self.state.store.save()
     }
 }
 

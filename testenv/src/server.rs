@@ -55,6 +55,8 @@ pub struct AppState {
     pub fault: Arc<Mutex<Option<FaultHook>>>,
     /// `host:port` the server listens on.
     pub address: Arc<Mutex<String>>,
+    /// Set to true when the server shuts down: open watches end.
+    pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 const LOG_CAP: usize = 10_000;
@@ -67,6 +69,7 @@ impl AppState {
             log: Arc::new(Mutex::new(Vec::new())),
             fault: Arc::new(Mutex::new(None)),
             address: Arc::new(Mutex::new(String::new())),
+            stopping: Arc::new(tokio::sync::watch::channel(false).0),
         }
     }
 }
@@ -653,6 +656,18 @@ impl WatchFilter {
     }
 }
 
+/// Resolves once the server is stopping.
+pub async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 fn watch_response(
     s: &AppState,
     target: &Target,
@@ -687,6 +702,7 @@ fn watch_response(
         }
         Err(e) => return Err(e),
         Ok(start) => {
+            let stopping = s.stopping.clone();
             tokio::spawn(async move {
                 let mut last_rv = start.resource_version;
                 for ev in &start.initial {
@@ -703,6 +719,7 @@ fn watch_response(
                     return;
                 }
                 let mut rx = start.rx;
+                let stop = stopping.subscribe();
                 let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
                 tick.tick().await;
@@ -715,6 +732,7 @@ fn watch_response(
                             }
                         } => break,
                         _ = tx.closed() => break,
+                        _ = stopped(stop.clone()) => break,
                         _ = tick.tick(), if bookmarks => Some(filter.bookmark(last_rv, false)),
                         r = rx.recv() => match r {
                             Ok(ev) => {

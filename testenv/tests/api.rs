@@ -1712,3 +1712,26 @@ async fn s8_watcher_streaming_lists_and_field_selectors() {
     }
     env.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_stops_serving_and_ends_watches() {
+    let env = TestEnv::start().await.unwrap();
+    let client = env.client();
+    let api: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    api.list(&ListParams::default()).await.unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    env.shutdown().await;
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Ok(Some(_)) = stream.try_next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "open watches end on shutdown");
+    assert!(
+        api.list(&ListParams::default()).await.is_err(),
+        "no longer served"
+    );
+}
