@@ -152,6 +152,20 @@ impl Dispatcher {
         }
     }
 
+    /// Whether the Alert is in the dispatcher's cache (with this generation or newer).
+    pub fn knows_alert(&self, namespace: &str, name: &str, generation: i64) -> bool {
+        self.alerts
+            .get(&ObjectRef::new(name).within(namespace))
+            .is_some_and(|a| a.metadata.generation.unwrap_or(0) >= generation)
+    }
+
+    /// Whether the Provider is in the dispatcher's cache (with this generation or newer).
+    pub fn knows_provider(&self, namespace: &str, name: &str, generation: i64) -> bool {
+        self.providers
+            .get(&ObjectRef::new(name).within(namespace))
+            .is_some_and(|p| p.metadata.generation.unwrap_or(0) >= generation)
+    }
+
     /// Stops the worker of a deleted Provider once its queue is drained.
     pub fn forget_provider(&self, namespace: &str, name: &str) {
         self.queues
