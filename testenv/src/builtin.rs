@@ -29,6 +29,19 @@ pub struct ResourceDef {
     pub crd: Option<String>,
     /// For CRDs: additionalPrinterColumns of this version.
     pub printer_columns: Vec<serde_json::Value>,
+    /// For CRDs: `subresources.scale` of this version.
+    pub crd_scale: Option<serde_json::Value>,
+}
+
+/// Where a resource keeps what its `/scale` subresource shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScalePaths {
+    /// e.g. `.spec.replicas`
+    pub spec_replicas: String,
+    /// e.g. `.status.replicas`
+    pub status_replicas: String,
+    /// e.g. `.status.selector` (a string) or, for built-ins, `.spec.selector` (a LabelSelector).
+    pub label_selector: Option<String>,
 }
 
 impl ResourceDef {
@@ -53,6 +66,30 @@ impl ResourceDef {
             "update",
             "watch",
         ]
+    }
+
+    /// The `/scale` subresource, if any.
+    pub fn scale(&self) -> Option<ScalePaths> {
+        if let Some(sc) = &self.crd_scale {
+            return Some(ScalePaths {
+                spec_replicas: sc["specReplicasPath"].as_str()?.to_string(),
+                status_replicas: sc["statusReplicasPath"].as_str()?.to_string(),
+                label_selector: sc["labelSelectorPath"].as_str().map(str::to_string),
+            });
+        }
+        if self.crd.is_none()
+            && matches!(
+                self.kind.as_str(),
+                "Deployment" | "StatefulSet" | "ReplicaSet"
+            )
+        {
+            return Some(ScalePaths {
+                spec_replicas: ".spec.replicas".into(),
+                status_replicas: ".status.replicas".into(),
+                label_selector: Some(".spec.selector".into()),
+            });
+        }
+        None
     }
 
     /// Whether a write changes `metadata.generation` on spec change (everything but a few kinds without spec).
@@ -346,6 +383,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             schema: None,
             crd: None,
             printer_columns: vec![],
+            crd_scale: None,
         })
         .collect()
 }

@@ -61,6 +61,9 @@ pub fn crd_resources(crd: &Value) -> Vec<ResourceDef> {
                 .as_array()
                 .cloned()
                 .unwrap_or_default(),
+            crd_scale: v["subresources"]["scale"]
+                .is_object()
+                .then(|| v["subresources"]["scale"].clone()),
         });
     }
     out

@@ -135,6 +135,17 @@ pub fn api_resource_list(resources: &[ResourceDef], group: &str, version: &str) 
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if r.scale().is_some() {
+            list.push(json!({
+                "name": format!("{}/scale", r.plural),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
     }
     if list.is_empty() {
         return None;
@@ -178,8 +189,17 @@ fn resource_discovery(r: &ResourceDef) -> Value {
     if !r.categories.is_empty() {
         doc["categories"] = json!(r.categories);
     }
+    let mut subs = Vec::new();
     if r.status {
-        doc["subresources"] = json!([{"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}]);
+        subs.push(json!({"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}));
+    }
+    if r.scale().is_some() {
+        subs.push(json!({"subresource": "scale",
+            "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+            "verbs": ["get", "patch", "update"]}));
+    }
+    if !subs.is_empty() {
+        doc["subresources"] = Value::Array(subs);
     }
     doc
 }

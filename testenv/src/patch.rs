@@ -269,7 +269,8 @@ pub fn server_side_apply(
     // conflicts: leaf fields whose value this apply changes and that another manager owns
     let mut conflicts: Vec<(usize, crate::managed_fields::FieldPath)> = Vec::new();
     for (i, e) in entries.iter().enumerate() {
-        if e.manager == req.manager {
+        // managers are (name, operation, subresource): the same name with Update conflicts too
+        if is_mine(e) {
             continue;
         }
         for p in new_set.intersection(&e.set) {

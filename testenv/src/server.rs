@@ -221,6 +221,7 @@ fn parse_path(store: &Store, path: &str) -> Result<Route, ApiError> {
     }
     if let Some(sub) = &subresource
         && !(sub == "status" && rd.status)
+        && !(sub == "scale" && rd.scale().is_some())
     {
         return Err(ApiError::not_found_path());
     }
@@ -349,6 +350,10 @@ async fn handle(
         strict: params.get("fieldValidation").is_some_and(|v| v == "Strict"),
     };
     let status = target.subresource.as_deref() == Some("status");
+    if target.subresource.as_deref() == Some("scale") {
+        let name = target.name.clone().unwrap_or_default();
+        return scale_request(s, rd, &ns, &name, &method, headers, &body, &wopts);
+    }
     let table = wants_table(headers);
     let not_allowed = || {
         ApiError::method_not_allowed(format!(
@@ -459,6 +464,135 @@ async fn handle(
         }
         _ => Err(not_allowed()),
     }
+}
+
+fn get_path<'a>(obj: &'a Value, path: &str) -> &'a Value {
+    path.trim_start_matches('.')
+        .split('.')
+        .fold(obj, |cur, part| &cur[part])
+}
+
+fn merge_patch_for(path: &str, v: Value) -> Value {
+    path.trim_start_matches('.')
+        .split('.')
+        .rev()
+        .fold(v, |inner, part| json!({ part: inner }))
+}
+
+/// A LabelSelector object as the string form a Scale's `status.selector` carries.
+fn selector_string(sel: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = sel["matchLabels"].as_object() {
+        for (k, v) in m {
+            parts.push(format!("{k}={}", v.as_str().unwrap_or_default()));
+        }
+    }
+    for e in sel["matchExpressions"].as_array().into_iter().flatten() {
+        let key = e["key"].as_str().unwrap_or_default();
+        let values: Vec<&str> = e["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        parts.push(match e["operator"].as_str().unwrap_or_default() {
+            "In" => format!("{key} in ({})", values.join(",")),
+            "NotIn" => format!("{key} notin ({})", values.join(",")),
+            "DoesNotExist" => format!("!{key}"),
+            _ => key.to_string(),
+        });
+    }
+    parts.join(",")
+}
+
+fn scale_object(rd: &ResourceDef, obj: &Value) -> Value {
+    let Some(sp) = rd.scale() else {
+        return Value::Null;
+    };
+    let selector = match sp.label_selector.as_deref().map(|p| get_path(obj, p)) {
+        Some(Value::String(s)) => s.clone(),
+        Some(v @ Value::Object(_)) => selector_string(v),
+        _ => String::new(),
+    };
+    let m = &obj["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {"name": m["name"], "namespace": m["namespace"], "uid": m["uid"],
+            "resourceVersion": m["resourceVersion"], "creationTimestamp": m["creationTimestamp"]},
+        "spec": {"replicas": get_path(obj, &sp.spec_replicas).as_i64().unwrap_or(0)},
+        "status": {"replicas": get_path(obj, &sp.status_replicas).as_i64().unwrap_or(0), "selector": selector},
+    })
+}
+
+/// `/scale`: a view of the replicas of a Deployment, StatefulSet, ReplicaSet or custom resource.
+#[allow(clippy::too_many_arguments)]
+fn scale_request(
+    s: &AppState,
+    rd: &ResourceDef,
+    ns: &str,
+    name: &str,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &Bytes,
+    wopts: &WriteOptions,
+) -> Result<Response, ApiError> {
+    let Some(sp) = rd.scale() else {
+        return Err(ApiError::not_found_path());
+    };
+    let current = s.store.get(rd, ns, name)?;
+    let current_scale = scale_object(rd, &current);
+    let replicas = match *method {
+        Method::GET => return Ok(json_response(StatusCode::OK, &current_scale)),
+        Method::PUT => {
+            let b = parse_body(headers, body)?;
+            let rv = b["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default();
+            if !rv.is_empty()
+                && rv
+                    != current["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap_or_default()
+            {
+                return Err(ApiError::conflict(&rd.group, &rd.plural, name));
+            }
+            b["spec"]["replicas"].clone()
+        }
+        Method::PATCH => {
+            let b = parse_body(headers, body)?;
+            let ct = header_str(headers, header::CONTENT_TYPE);
+            let mut scale = current_scale.clone();
+            if ct.starts_with("application/json-patch+json") {
+                crate::patch::json_patch(&mut scale, &b)?;
+            } else {
+                crate::patch::merge_patch(&mut scale, &b);
+            }
+            scale["spec"]["replicas"].clone()
+        }
+        _ => {
+            return Err(ApiError::method_not_allowed(format!(
+                "the server does not allow this method on the requested resource ({method})"
+            )));
+        }
+    };
+    if !replicas.is_i64() {
+        return Err(ApiError::invalid(
+            "autoscaling",
+            "Scale",
+            name,
+            vec![crate::error::Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!("Invalid value: {replicas}: must be an integer"),
+                field: "spec.replicas".into(),
+            }],
+        ));
+    }
+    let patch = merge_patch_for(&sp.spec_replicas, replicas);
+    let updated = s
+        .store
+        .patch(rd, ns, name, PatchKind::Merge, &patch, false, wopts)?;
+    Ok(json_response(StatusCode::OK, &scale_object(rd, &updated)))
 }
 
 fn check_type(rd: &ResourceDef, obj: &Value) -> Result<(), ApiError> {

@@ -1735,3 +1735,37 @@ async fn shutdown_stops_serving_and_ends_watches() {
         "no longer served"
     );
 }
+
+#[tokio::test]
+async fn s7_scale_subresource_reads_and_writes_replicas() {
+    let env = TestEnv::start().await.unwrap();
+    let api: Api<Deployment> = Api::default_namespaced(env.client());
+    api.create(&PostParams::default(), &deployment("d", "app:1"))
+        .await
+        .unwrap();
+    let scale = api.get_scale("d").await.unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(1));
+    assert_eq!(scale.status.unwrap().selector.as_deref(), Some("app=d"));
+    let scale = api
+        .patch_scale(
+            "d",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(5));
+    let d = api.get("d").await.unwrap();
+    assert_eq!(d.spec.unwrap().replicas, Some(5));
+    assert_eq!(d.metadata.generation, Some(2));
+    let (_, doc) = raw(&env.client(), "GET", "/apis/apps/v1", None).await;
+    let scale_doc = doc["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "deployments/scale")
+        .unwrap();
+    assert_eq!(scale_doc["kind"], "Scale");
+    assert_eq!(scale_doc["group"], "autoscaling");
+    env.shutdown().await;
+}

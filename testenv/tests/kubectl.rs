@@ -321,6 +321,14 @@ fn kubectl_drives_testenv() {
     );
     assert_eq!(d["metadata"]["generation"], 3);
 
+    // scale goes through the /scale subresource
+    s.ok(&["scale", "-n", "demo", "deploy/web", "--replicas=4"]);
+    assert_eq!(
+        s.json(&["get", "-n", "demo", "deploy", "web"])["spec"]["replicas"],
+        4
+    );
+    s.ok(&["scale", "-n", "demo", "deploy/web", "--replicas=3"]);
+
     // replace with a stale object is refused
     let stale = s.ok(&["get", "-n", "demo", "cm", "settings", "-o", "yaml"]);
     let stale = s.file("stale.yaml", &stale);
