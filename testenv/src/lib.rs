@@ -109,7 +109,11 @@ impl Server {
 
     /// Requests served so far (bounded to the most recent 10 000).
     pub fn requests(&self) -> Vec<LoggedRequest> {
-        self.state.log.lock().map(|l| l.clone()).unwrap_or_default()
+        self.state
+            .log
+            .lock()
+            .map(|l| l.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Install (or remove) a fault-injection hook consulted before every request.

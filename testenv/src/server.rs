@@ -50,7 +50,7 @@ pub struct AppState {
     /// The object store.
     pub store: Arc<Store>,
     /// Recent requests (bounded).
-    pub log: Arc<Mutex<Vec<LoggedRequest>>>,
+    pub log: Arc<Mutex<std::collections::VecDeque<LoggedRequest>>>,
     /// Optional fault injection.
     pub fault: Arc<Mutex<Option<FaultHook>>>,
     /// `host:port` the server listens on.
@@ -66,7 +66,7 @@ impl AppState {
     pub fn new(store: Arc<Store>) -> Self {
         Self {
             store,
-            log: Arc::new(Mutex::new(Vec::new())),
+            log: Arc::new(Mutex::new(std::collections::VecDeque::new())),
             fault: Arc::new(Mutex::new(None)),
             address: Arc::new(Mutex::new(String::new())),
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
@@ -118,9 +118,9 @@ async fn log_and_fault(State(s): State<AppState>, req: Request, next: Next) -> R
     tracing::debug!(%method, %path, %query, status, "request");
     if let Ok(mut log) = s.log.lock() {
         if log.len() >= LOG_CAP {
-            log.remove(0);
+            log.pop_front();
         }
-        log.push(LoggedRequest {
+        log.push_back(LoggedRequest {
             method: method.to_string(),
             path,
             query,

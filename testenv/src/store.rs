@@ -1415,14 +1415,25 @@ impl Store {
         opts: &DeleteOptions,
     ) -> Result<Vec<Value>, ApiError> {
         let items = self.list(rd, ns, list)?.items;
+        if opts.dry_run {
+            return Ok(items.iter().map(|i| (**i).clone()).collect());
+        }
+        let gr = (rd.group.clone(), rd.plural.clone());
+        let mut st = self.lock();
         let mut out = Vec::new();
         for it in items {
-            match self.delete(rd, meta_str(&it, "namespace"), meta_str(&it, "name"), opts) {
-                Ok(v) => out.push(v),
-                Err(e) if e.code == 404 => {}
-                Err(e) => return Err(e),
+            let key = (
+                meta_str(&it, "namespace").to_string(),
+                meta_str(&it, "name").to_string(),
+            );
+            if st.objects.get(&gr).is_some_and(|m| m.contains_key(&key)) {
+                out.push(self.delete_locked(&mut st, rd.namespaced, &gr, &key, opts.propagation));
             }
         }
+        // one garbage-collection pass for the whole collection
+        self.gc(&mut st);
+        drop(st);
+        self.persist_notify.notify_one();
         Ok(out)
     }
 
