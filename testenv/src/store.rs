@@ -232,18 +232,34 @@ fn type_info(rd: &ResourceDef) -> TypeInfo<'_> {
     }
 }
 
-/// Validate a DNS-1123 subdomain name.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|part| {
-            !part.is_empty()
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                && !part.starts_with('-')
-                && !part.ends_with('-')
-        })
+fn dns_label(part: &str) -> bool {
+    !part.is_empty()
+        && part.len() <= 63
+        && part
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !part.starts_with('-')
+        && !part.ends_with('-')
+}
+
+/// Kubernetes' name rules for a kind: `None` when valid, else the message.
+fn name_error(rd: &ResourceDef, name: &str) -> Option<String> {
+    if rd.group == "rbac.authorization.k8s.io" {
+        // path segment names: `system:controller:x` is fine
+        return (name.is_empty() || name == "." || name == ".." || name.contains(['/', '%']))
+            .then(|| format!("Invalid value: \"{name}\": may not contain '/' or '%' and may not be '.' or '..'"));
+    }
+    if rd.group.is_empty() && matches!(rd.kind.as_str(), "Namespace" | "Service") {
+        let ok = dns_label(name)
+            && (rd.kind != "Service" || name.starts_with(|c: char| c.is_ascii_lowercase()));
+        return (!ok).then(|| format!(
+            "Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+        ));
+    }
+    let ok = !name.is_empty() && name.len() <= 253 && name.split('.').all(dns_label);
+    (!ok).then(|| format!(
+        "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+    ))
 }
 
 fn without_volatile(v: &Value) -> Value {
@@ -532,12 +548,10 @@ impl Store {
         }
         let name = meta_str(obj, "name").to_string();
         let mut causes = Vec::new();
-        if !valid_name(&name) {
+        if let Some(message) = name_error(rd, &name) {
             causes.push(Cause {
                 reason: "FieldValueInvalid".into(),
-                message: format!(
-                    "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
-                ),
+                message,
                 field: "metadata.name".into(),
             });
         }
@@ -1537,6 +1551,19 @@ fn decode_continue(tok: &str) -> Result<ObjKey, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_follow_the_rules_of_their_kind() {
+        let defs = builtin_resources();
+        let rd = |kind: &str| defs.iter().find(|r| r.kind == kind).unwrap();
+        assert!(name_error(rd("ClusterRole"), "system:controller:x").is_none());
+        assert!(name_error(rd("ClusterRole"), "a/b").is_some());
+        assert!(name_error(rd("ConfigMap"), "a.b-c").is_none());
+        assert!(name_error(rd("ConfigMap"), "Upper").is_some());
+        assert!(name_error(rd("Namespace"), "a.b").is_some());
+        assert!(name_error(rd("Service"), "1abc").is_some());
+        assert!(name_error(rd("Service"), "abc-1").is_none());
+    }
 
     #[test]
     fn base64_matches_the_standard_alphabet_and_padding() {
