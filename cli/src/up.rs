@@ -305,6 +305,15 @@ impl Up {
             format!("--health-addr=127.0.0.1:{health}"),
             "--log-encoding=console".to_string(),
         ];
+        if has("--enable-leader-election") {
+            // As Flux's own manifests do; a restarted controller takes the Lease over within seconds.
+            args.extend([
+                "--enable-leader-election".to_string(),
+                "--leader-election-lease-duration=10s".to_string(),
+                "--leader-election-renew-deadline=8s".to_string(),
+                "--leader-election-retry-period=2s".to_string(),
+            ]);
+        }
         if has("--storage-addr") {
             let port = free_port()?;
             args.push(format!(

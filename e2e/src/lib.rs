@@ -817,11 +817,17 @@ impl Env {
             format!("--metrics-addr=127.0.0.1:{}", free_port()?),
             format!("--health-addr=127.0.0.1:{}", free_port()?),
             "--log-encoding=console".to_string(),
-            "--log-level=debug".to_string(),
+            "--log-level=info".to_string(),
             "--watch-all-namespaces=false".to_string(),
             "--min-retry-delay=250ms".to_string(),
             "--max-retry-delay=5s".to_string(),
             "--requeue-dependency=2s".to_string(),
+            // As Flux's manifests do. Short timings so a restarted controller takes the Lease over quickly.
+            "--enable-leader-election".to_string(),
+            "--leader-election-lease-duration=4s".to_string(),
+            "--leader-election-renew-deadline=3s".to_string(),
+            "--leader-election-retry-period=1s".to_string(),
+            "--interval-jitter-percentage=0".to_string(),
         ];
         if controller == Controller::Source {
             args.push(format!("--storage-path={}", self.storage_path().display()));
@@ -1027,4 +1033,48 @@ pub async fn scenario(
         panic!("{name}: stopping the environment: {e:#}");
     }
     eprintln!("{name}: passed in {:.1?}", started.elapsed());
+}
+
+/// Manifests for the tests' repositories.
+pub mod fixtures {
+    /// A `kustomization.yaml` listing `resources`.
+    pub fn kustomization(resources: &[&str]) -> String {
+        let mut s = String::from(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n",
+        );
+        for r in resources {
+            s.push_str(&format!("  - {r}\n"));
+        }
+        s
+    }
+
+    /// A ConfigMap `name` with `data` (`key: value` pairs); `annotations` too when given.
+    pub fn config_map(name: &str, data: &[(&str, &str)], annotations: &[(&str, &str)]) -> String {
+        let mut s = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n");
+        if !annotations.is_empty() {
+            s.push_str("  annotations:\n");
+            for (k, v) in annotations {
+                s.push_str(&format!("    {k}: \"{v}\"\n"));
+            }
+        }
+        s.push_str("data:\n");
+        for (k, v) in data {
+            s.push_str(&format!("  {k}: \"{v}\"\n"));
+        }
+        s
+    }
+
+    /// A Deployment `name` running `replicas` pods of a podinfo container.
+    pub fn deployment(name: &str, replicas: u32) -> String {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  labels:\n    app: {name}\nspec:\n  replicas: {replicas}\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      containers:\n        - name: app\n          image: ghcr.io/stefanprodan/podinfo:6.7.0\n          ports:\n            - containerPort: 9898\n"
+        )
+    }
+
+    /// A Service `name` selecting `app: name`.
+    pub fn service(name: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  selector:\n    app: {name}\n  ports:\n    - port: 9898\n      targetPort: 9898\n"
+        )
+    }
 }
