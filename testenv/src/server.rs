@@ -242,6 +242,11 @@ fn wants_table(headers: &HeaderMap) -> bool {
         .is_some_and(|a| a.contains("as=Table"))
 }
 
+/// `Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1` (kube-rs metadata watchers).
+fn wants_partial(headers: &HeaderMap) -> bool {
+    header_str(headers, header::ACCEPT).contains("as=PartialObjectMetadata")
+}
+
 fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Ok(Value::Null);
@@ -355,6 +360,7 @@ async fn handle(
         return scale_request(s, rd, &ns, &name, &method, headers, &body, &wopts);
     }
     let table = wants_table(headers);
+    let partial = !table && wants_partial(headers);
     let not_allowed = || {
         ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({method})"
@@ -365,7 +371,7 @@ async fn handle(
             let watch = params.get("watch").is_some_and(|w| w == "1" || w == "true");
             let list = list_options(&params)?;
             if watch {
-                return watch_response(s, &target, &params, list, table);
+                return watch_response(s, &target, &params, list, table, partial);
             }
             let res = s.store.list(rd, target.namespace.as_deref(), &list)?;
             let mut meta = json!({"resourceVersion": res.resource_version.to_string()});
@@ -381,6 +387,14 @@ async fn handle(
                     &table::to_table(rd, &items, include, meta),
                 ));
             }
+            if partial {
+                let items: Vec<Value> = res.items.iter().map(|o| table::partial(o)).collect();
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1",
+                        "metadata": meta, "items": items}),
+                ));
+            }
             Ok(list_response(rd, &res.items, &meta))
         }
         (&Method::GET, Some(name)) => {
@@ -393,6 +407,9 @@ async fn handle(
                     StatusCode::OK,
                     &table::to_table(rd, &[obj], include, meta),
                 ));
+            }
+            if partial {
+                return Ok(json_response(StatusCode::OK, &table::partial(&obj)));
             }
             Ok(json_response(StatusCode::OK, &obj))
         }
@@ -723,6 +740,7 @@ struct WatchFilter {
     namespace: Option<String>,
     list: ListOptions,
     table: Option<Option<String>>,
+    partial: bool,
 }
 
 impl WatchFilter {
@@ -771,6 +789,7 @@ impl WatchFilter {
                     meta,
                 )
             }
+            (None, "ADDED" | "MODIFIED" | "DELETED") if self.partial => table::partial(obj),
             _ => obj.clone(),
         };
         let mut s = json!({"type": kind, "object": object}).to_string();
@@ -808,12 +827,14 @@ fn watch_response(
     params: &Params,
     list: ListOptions,
     table: bool,
+    partial: bool,
 ) -> Result<Response, ApiError> {
     let filter = WatchFilter {
         rd: target.rd.clone(),
         namespace: target.namespace.clone(),
         list,
         table: table.then(|| params.get("includeObject").cloned()),
+        partial,
     };
     let send_initial = params.get("sendInitialEvents").is_some_and(|v| v == "true");
     let bookmarks = params

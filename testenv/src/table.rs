@@ -98,7 +98,8 @@ fn json_path(obj: &Value, path: &str) -> Value {
     cur
 }
 
-fn partial(obj: &Value) -> Value {
+/// The `PartialObjectMetadata` view of an object.
+pub fn partial(obj: &Value) -> Value {
     json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
 }
 

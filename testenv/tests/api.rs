@@ -1769,3 +1769,37 @@ async fn s7_scale_subresource_reads_and_writes_replicas() {
     assert_eq!(scale_doc["group"], "autoscaling");
     env.shutdown().await;
 }
+
+#[tokio::test]
+async fn s8_metadata_lists_and_watches() {
+    use kube::runtime::watcher::{self, Event};
+    let env = TestEnv::start().await.unwrap();
+    let api: Api<ConfigMap> = Api::default_namespaced(env.client());
+    api.create(&PostParams::default(), &cm("m", &[("k", "v")]))
+        .await
+        .unwrap();
+    let list = api.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items[0].metadata.name.as_deref(), Some("m"));
+    let one = api.get_metadata("m").await.unwrap();
+    assert_eq!(one.types.unwrap().kind, "PartialObjectMetadata");
+    let meta_api: Api<kube::core::PartialObjectMeta<ConfigMap>> =
+        Api::default_namespaced(env.client());
+    let mut stream = watcher::watcher(meta_api, watcher::Config::default()).boxed();
+    loop {
+        if let Event::InitDone = stream.try_next().await.unwrap().unwrap() {
+            break;
+        }
+    }
+    api.patch(
+        "m",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+    )
+    .await
+    .unwrap();
+    match stream.try_next().await.unwrap().unwrap() {
+        Event::Apply(o) => assert_eq!(o.metadata.labels.unwrap()["x"], "y"),
+        other => panic!("{other:?}"),
+    }
+    env.shutdown().await;
+}
