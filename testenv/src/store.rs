@@ -271,6 +271,76 @@ fn without_volatile(v: &Value) -> Value {
     v
 }
 
+/// Fields Kubernetes refuses to change on update (the errors Flux's `force` recreates objects for).
+fn immutable_changes(rd: &ResourceDef, old: &Value, new: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let mut immutable = |path: &[&str]| {
+        let get = |v: &Value| path.iter().fold(v.clone(), |cur, p| cur[*p].clone());
+        let (o, n) = (get(old), get(new));
+        if o != n {
+            causes.push(Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!("Invalid value: {n}: field is immutable"),
+                field: path.join("."),
+            });
+        }
+    };
+    match (rd.group.as_str(), rd.kind.as_str()) {
+        ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => immutable(&["spec", "selector"]),
+        ("batch", "Job") => {
+            immutable(&["spec", "selector"]);
+            immutable(&["spec", "template"]);
+        }
+        ("apps", "StatefulSet") => {
+            let strip = |v: &Value| {
+                let mut spec = v["spec"].clone();
+                if let Some(m) = spec.as_object_mut() {
+                    for k in [
+                        "replicas",
+                        "ordinals",
+                        "template",
+                        "updateStrategy",
+                        "persistentVolumeClaimRetentionPolicy",
+                        "minReadySeconds",
+                    ] {
+                        m.remove(k);
+                    }
+                }
+                spec
+            };
+            if strip(old) != strip(new) {
+                causes.push(Cause {
+                    reason: "FieldValueForbidden".into(),
+                    message: "Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden".into(),
+                    field: "spec".into(),
+                });
+            }
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding")
+            if old["roleRef"] != new["roleRef"] =>
+        {
+            causes.push(Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!("Invalid value: {}: cannot change roleRef", new["roleRef"]),
+                field: "roleRef".into(),
+            });
+        }
+        ("", "ConfigMap" | "Secret") if old["immutable"] == json!(true) => {
+            for field in ["data", "binaryData", "immutable"] {
+                if old[field] != new[field] {
+                    causes.push(Cause {
+                        reason: "FieldValueForbidden".into(),
+                        message: "Forbidden: field is immutable when `immutable` is set".into(),
+                        field: field.into(),
+                    });
+                }
+            }
+        }
+        _ => {}
+    }
+    causes
+}
+
 /// Standard base64 (with padding), as Kubernetes encodes `[]byte` fields.
 pub fn base64_encode(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -1054,6 +1124,10 @@ impl Store {
         }
         if !status {
             Self::validate(rd, &mut new, opts.strict)?;
+            let causes = immutable_changes(rd, &old, &new);
+            if !causes.is_empty() {
+                return Err(ApiError::invalid(&rd.group, &rd.kind, name, causes));
+            }
         }
         if rd.group == "apiextensions.k8s.io" && rd.plural == "customresourcedefinitions" {
             crd::set_crd_status(&mut new, &now());

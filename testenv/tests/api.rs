@@ -1803,3 +1803,72 @@ async fn s8_metadata_lists_and_watches() {
     }
     env.shutdown().await;
 }
+
+#[tokio::test]
+async fn s4_immutable_fields_are_refused_on_update() {
+    let env = TestEnv::start().await.unwrap();
+    let client = env.client();
+    let deploys: Api<Deployment> = Api::default_namespaced(client.clone());
+    deploys
+        .create(&PostParams::default(), &deployment("d", "app:1"))
+        .await
+        .unwrap();
+    let patch = json!({"spec": {"selector": {"matchLabels": {"app": "other"}}, "template": {"metadata": {"labels": {"app": "other"}}}}});
+    let st = api_err(
+        deploys
+            .patch("d", &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((st.code, st.reason.as_str()), (422, "Invalid"));
+    assert!(
+        st.message.contains("spec.selector") && st.message.contains("field is immutable"),
+        "{}",
+        st.message
+    );
+    // dry-run sees the same refusal
+    let mut pp = PatchParams::apply("kustomize-controller").force();
+    pp.dry_run = true;
+    let doc = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"selector": {"matchLabels": {"app": "x"}}, "template": {"metadata": {"labels": {"app": "x"}},
+        "spec": {"containers": [{"name": "main", "image": "app:1"}]}}}});
+    assert_eq!(
+        api_err(
+            deploys
+                .patch("d", &pp, &Patch::Apply(doc))
+                .await
+                .unwrap_err()
+        )
+        .code,
+        422
+    );
+
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let mut c = cm("frozen", &[("k", "v")]);
+    c.immutable = Some(true);
+    cms.create(&PostParams::default(), &c).await.unwrap();
+    let st = api_err(
+        cms.patch(
+            "frozen",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"k": "w"}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert!(
+        st.message
+            .contains("field is immutable when `immutable` is set"),
+        "{}",
+        st.message
+    );
+    // metadata may still change
+    cms.patch(
+        "frozen",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"a": "b"}}})),
+    )
+    .await
+    .unwrap();
+    env.shutdown().await;
+}
