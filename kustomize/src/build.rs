@@ -50,16 +50,29 @@ struct Accumulator {
     resources: Vec<Resource>,
     config: TransformerConfig,
     vars: Vec<Var>,
+    /// Ids of `resources`, valid while `index_len == resources.len()` and no
+    /// transformer ran since it was built.
+    index: std::collections::HashSet<crate::resource::IdKey>,
+    index_len: usize,
 }
 
 impl Accumulator {
+    fn invalidate(&mut self) {
+        self.index.clear();
+        self.index_len = usize::MAX;
+    }
+
     fn append(&mut self, r: Resource, file: &Path, field: &str) -> Result<()> {
+        if self.index_len != self.resources.len() {
+            self.index = self
+                .resources
+                .iter()
+                .filter(|o| !o.is_empty())
+                .map(|o| o.cur_id().key())
+                .collect();
+        }
         let id = r.cur_id();
-        if self
-            .resources
-            .iter()
-            .any(|o| !o.is_empty() && o.cur_id().equals(&id))
-        {
+        if !self.index.insert(id.key()) {
             return Err(Error::field(
                 file,
                 field,
@@ -67,6 +80,7 @@ impl Accumulator {
             ));
         }
         self.resources.push(r);
+        self.index_len = self.resources.len();
         Ok(())
     }
 
@@ -404,6 +418,7 @@ impl Builder {
         for g in generated {
             absorb(ra, g, &file)?;
         }
+        ra.invalidate();
         // components
         for c in &k.components {
             if is_remote(c) {
@@ -415,8 +430,10 @@ impl Builder {
             }
             let path = self.loader.resolve(dir, c, &file, "components")?;
             self.accumulate(&path, ra, Some(true))?;
+            ra.invalidate();
         }
         self.run_transformers(dir, &k, ra)?;
+        ra.invalidate();
         vars::tag(&mut ra.resources, &k.vars).map_err(|e| field_err(&file, "vars", e))?;
         ra.merge_vars(&k.vars, &file)?;
         Ok(k)

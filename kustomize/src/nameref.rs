@@ -1,6 +1,8 @@
 //! Name-reference fixing: after names changed (prefix, suffix, hash, namespace),
 //! update every field that refers to the old name (kustomize's nameref filter).
 
+use std::collections::HashMap;
+
 use crate::fieldspec::{FieldSpec, NameBackRef, apply_path, split_path};
 use crate::resource::{Gvk, ResId, Resource, same_ending};
 use crate::value::Value;
@@ -105,9 +107,38 @@ fn select<'a>(
     }
 }
 
+/// Candidates whose previous names include a name, restricted to those the
+/// referrer could reference (kustomize's `SubsetThatCouldBeReferencedByResource`).
+struct Pool<'a> {
+    cands: &'a [Candidate],
+    by_name: &'a HashMap<String, Vec<usize>>,
+    referrer_cluster_scoped: bool,
+    referrer_id: &'a crate::resource::ResId,
+    rb_namespaces: &'a [String],
+}
+
+impl<'a> Pool<'a> {
+    fn named(&self, name: &str) -> Vec<&'a Candidate> {
+        let Some(idx) = self.by_name.get(name) else {
+            return Vec::new();
+        };
+        idx.iter()
+            .map(|i| &self.cands[*i])
+            .filter(|c| self.in_subset(c))
+            .collect()
+    }
+
+    fn in_subset(&self, c: &Candidate) -> bool {
+        self.referrer_cluster_scoped
+            || c.cur.gvk.is_cluster_scoped()
+            || c.cur.ns_equals(self.referrer_id)
+            || self.rb_namespaces.contains(&c.cur.namespace)
+    }
+}
+
 fn set_node(
     node: &mut Value,
-    cands: &[&Candidate],
+    pool: &Pool<'_>,
     target: &Gvk,
     path: &str,
     referrer: &Referrer,
@@ -115,7 +146,7 @@ fn set_node(
     match node {
         Value::Null | Value::EmptyNull => Ok(()),
         Value::Str(old) => {
-            if let Some(r) = select(old, cands.to_vec(), target, path, referrer, false)?
+            if let Some(r) = select(old, pool.named(old), target, path, referrer, false)?
                 && r.cur.name != *old
             {
                 *node = Value::Str(r.cur.name.clone());
@@ -126,17 +157,21 @@ fn set_node(
             let Some(old) = m.get("name").and_then(Value::as_str).map(str::to_string) else {
                 return Err("path config error; no 'name' field in node".into());
             };
+            let named = pool.named(&old);
             let filtered: Vec<&Candidate> = match m.get("namespace").and_then(Value::as_str) {
-                None => cands.to_vec(),
+                None => named,
                 Some(ns) => {
-                    let by_orig: Vec<&Candidate> =
-                        cands.iter().copied().filter(|c| c.orig_ns == ns).collect();
-                    if !by_orig.is_empty() {
-                        by_orig
+                    // kustomize groups the candidates by original namespace and
+                    // falls back to the current one when no group matches.
+                    let any_orig = pool
+                        .cands
+                        .iter()
+                        .any(|c| c.orig_ns == ns && pool.in_subset(c));
+                    if any_orig {
+                        named.into_iter().filter(|c| c.orig_ns == ns).collect()
                     } else {
-                        cands
-                            .iter()
-                            .copied()
+                        named
+                            .into_iter()
                             .filter(|c| c.cur.namespace == ns)
                             .collect()
                     }
@@ -156,7 +191,7 @@ fn set_node(
         Value::Seq(items) => {
             for item in items {
                 match item {
-                    Value::Str(_) | Value::Map(_) => set_node(item, cands, target, path, referrer)?,
+                    Value::Str(_) | Value::Map(_) => set_node(item, pool, target, path, referrer)?,
                     _ => {}
                 }
             }
@@ -186,6 +221,15 @@ pub fn fix(resources: &mut [Resource], backrefs: &[NameBackRef]) -> Result<(), S
         })
         .collect();
     let rb_ns: Vec<Vec<String>> = resources.iter().map(role_binding_namespaces).collect();
+    let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, c) in cands.iter().enumerate() {
+        let mut names: Vec<&str> = c.prev.iter().map(|p| p.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        for n in names {
+            by_name.entry(n.to_string()).or_default().push(i);
+        }
+    }
     for (i, r) in resources.iter_mut().enumerate() {
         if r.is_empty() {
             continue;
@@ -203,18 +247,6 @@ pub fn fix(resources: &mut [Resource], backrefs: &[NameBackRef]) -> Result<(), S
             continue;
         }
         let cur = r.cur_id();
-        let subset: Vec<&Candidate> = if cur.gvk.is_cluster_scoped() {
-            cands.iter().collect()
-        } else {
-            cands
-                .iter()
-                .filter(|c| {
-                    c.cur.gvk.is_cluster_scoped()
-                        || c.cur.ns_equals(&cur)
-                        || rb_ns[i].contains(&c.cur.namespace)
-                })
-                .collect()
-        };
         let role_ref = r.obj.get("roleRef").and_then(|rr| {
             Some(Gvk {
                 group: rr.str_at(&["apiGroup"])?.to_string(),
@@ -228,9 +260,16 @@ pub fn fix(resources: &mut [Resource], backrefs: &[NameBackRef]) -> Result<(), S
             suffixes: r.suffixes.clone(),
             role_ref,
         };
+        let pool = Pool {
+            cands: &cands,
+            by_name: &by_name,
+            referrer_cluster_scoped: referrer.cur.gvk.is_cluster_scoped(),
+            referrer_id: &referrer.cur,
+            rb_namespaces: &rb_ns[i],
+        };
         for (fs, target) in filters {
             apply_path(&mut r.obj, &split_path(&fs.path), false, &mut |n| {
-                set_node(n, &subset, target, &fs.path, &referrer)
+                set_node(n, &pool, target, &fs.path, &referrer)
             })
             .map_err(|e| {
                 format!(

@@ -202,21 +202,47 @@ fn id_selected_exact(id: &ResId, s: &Selector) -> bool {
         && (s.namespace.is_empty() || s.namespace == id.namespace)
 }
 
-fn anchored(re: &str) -> Option<regex::Regex> {
+fn anchored(re: &str) -> Result<Option<regex::Regex>, String> {
     if re.is_empty() {
-        None
+        Ok(None)
     } else {
-        regex::Regex::new(&format!("^(?:{re})$")).ok()
+        regex::Regex::new(&format!("^(?:{re})$"))
+            .map(Some)
+            .map_err(|e| format!("invalid regex '{re}': {e}"))
     }
 }
 
-fn id_selected_regex(id: &ResId, s: &Selector) -> bool {
-    let m = |re: &str, v: &str| anchored(re).is_none_or(|r| r.is_match(v));
-    m(&s.group, &id.gvk.group)
-        && m(&s.version, &id.gvk.version)
-        && m(&s.kind, &id.gvk.kind)
-        && m(&s.name, &id.name)
-        && m(&s.namespace, &id.namespace)
+/// A target selector's id fields, compiled as anchored regexes.
+struct IdRegex([Option<regex::Regex>; 5]);
+
+impl IdRegex {
+    fn new(s: &Selector) -> Result<Self, String> {
+        Ok(IdRegex([
+            anchored(&s.group)?,
+            anchored(&s.version)?,
+            anchored(&s.kind)?,
+            anchored(&s.name)?,
+            anchored(&s.namespace)?,
+        ]))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(Option::is_none)
+    }
+
+    fn selects(&self, id: &ResId) -> bool {
+        let vals = [
+            &id.gvk.group,
+            &id.gvk.version,
+            &id.gvk.kind,
+            &id.name,
+            &id.namespace,
+        ];
+        self.0
+            .iter()
+            .zip(vals)
+            .all(|(r, v)| r.as_ref().is_none_or(|r| r.is_match(v)))
+    }
 }
 
 fn opt_str(v: Option<&Value>, k: &str) -> String {
@@ -299,6 +325,9 @@ pub fn apply(resources: &mut [Resource], list: &[Value]) -> Result<(), String> {
                 .and_then(Value::as_seq)
                 .map(|s| s.iter().map(selector_from).collect())
                 .unwrap_or_default();
+            let select_re = IdRegex::new(&ssel)?;
+            let reject_res: Vec<IdRegex> =
+                rejects.iter().map(IdRegex::new).collect::<Result<_, _>>()?;
             let mut reject_label_matchers = Vec::new();
             for rj in &rejects {
                 if !rj.label_selector.is_empty() || !rj.annotation_selector.is_empty() {
@@ -329,15 +358,10 @@ pub fn apply(resources: &mut [Resource], list: &[Value]) -> Result<(), String> {
                     continue;
                 }
                 let ids = all_ids(res);
-                let rejected = rejects.iter().any(|rj| {
-                    let has_id = !(rj.group.is_empty()
-                        && rj.version.is_empty()
-                        && rj.kind.is_empty()
-                        && rj.name.is_empty()
-                        && rj.namespace.is_empty());
-                    has_id && ids.iter().any(|id| id_selected_regex(id, rj))
-                });
-                if rejected || !ids.iter().any(|id| id_selected_regex(id, &ssel)) {
+                let rejected = reject_res
+                    .iter()
+                    .any(|rj| !rj.is_empty() && ids.iter().any(|id| rj.selects(id)));
+                if rejected || !ids.iter().any(|id| select_re.selects(id)) {
                     continue;
                 }
                 for p in &paths {

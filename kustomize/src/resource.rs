@@ -40,66 +40,40 @@ impl Gvk {
     }
 }
 
-/// Kinds of the Kubernetes API that are cluster-scoped (group, kind).
-const CLUSTER_SCOPED: &[(&str, &str)] = &[
-    ("", "Namespace"),
-    ("", "Node"),
-    ("", "PersistentVolume"),
-    ("", "ComponentStatus"),
-    ("rbac.authorization.k8s.io", "ClusterRole"),
-    ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
-    ("apiextensions.k8s.io", "CustomResourceDefinition"),
-    ("apiregistration.k8s.io", "APIService"),
-    ("storage.k8s.io", "StorageClass"),
-    ("storage.k8s.io", "CSIDriver"),
-    ("storage.k8s.io", "CSINode"),
-    ("storage.k8s.io", "VolumeAttachment"),
-    ("storage.k8s.io", "VolumeAttributesClass"),
-    ("scheduling.k8s.io", "PriorityClass"),
-    (
-        "admissionregistration.k8s.io",
-        "MutatingWebhookConfiguration",
-    ),
-    (
-        "admissionregistration.k8s.io",
-        "ValidatingWebhookConfiguration",
-    ),
-    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
-    (
-        "admissionregistration.k8s.io",
-        "ValidatingAdmissionPolicyBinding",
-    ),
-    ("admissionregistration.k8s.io", "MutatingAdmissionPolicy"),
-    (
-        "admissionregistration.k8s.io",
-        "MutatingAdmissionPolicyBinding",
-    ),
-    ("certificates.k8s.io", "CertificateSigningRequest"),
-    ("certificates.k8s.io", "ClusterTrustBundle"),
-    ("node.k8s.io", "RuntimeClass"),
-    ("policy", "PodSecurityPolicy"),
-    ("extensions", "PodSecurityPolicy"),
-    ("networking.k8s.io", "IngressClass"),
-    ("networking.k8s.io", "IPAddress"),
-    ("networking.k8s.io", "ServiceCIDR"),
-    ("flowcontrol.apiserver.k8s.io", "FlowSchema"),
-    ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"),
-    ("authentication.k8s.io", "TokenReview"),
-    ("authentication.k8s.io", "SelfSubjectReview"),
-    ("authorization.k8s.io", "SubjectAccessReview"),
-    ("authorization.k8s.io", "SelfSubjectAccessReview"),
-    ("authorization.k8s.io", "SelfSubjectRulesReview"),
-    ("internal.apiserver.k8s.io", "StorageVersion"),
-    ("resource.k8s.io", "DeviceClass"),
-    ("resource.k8s.io", "ResourceSlice"),
-];
-
 /// Whether `group`/`kind` is a cluster-scoped Kubernetes kind.
 pub fn is_cluster_scoped(group: &str, kind: &str) -> bool {
-    CLUSTER_SCOPED
-        .iter()
-        .any(|(g, k)| *g == group && *k == kind)
+    match kind {
+        "Namespace" | "Node" | "PersistentVolume" | "ComponentStatus" => group.is_empty(),
+        "ClusterRole" | "ClusterRoleBinding" => group == "rbac.authorization.k8s.io",
+        "CustomResourceDefinition" => group == "apiextensions.k8s.io",
+        "APIService" => group == "apiregistration.k8s.io",
+        "StorageClass" | "CSIDriver" | "CSINode" | "VolumeAttachment" | "VolumeAttributesClass" => {
+            group == "storage.k8s.io"
+        }
+        "PriorityClass" => group == "scheduling.k8s.io",
+        "MutatingWebhookConfiguration"
+        | "ValidatingWebhookConfiguration"
+        | "ValidatingAdmissionPolicy"
+        | "ValidatingAdmissionPolicyBinding"
+        | "MutatingAdmissionPolicy"
+        | "MutatingAdmissionPolicyBinding" => group == "admissionregistration.k8s.io",
+        "CertificateSigningRequest" | "ClusterTrustBundle" => group == "certificates.k8s.io",
+        "RuntimeClass" => group == "node.k8s.io",
+        "PodSecurityPolicy" => group == "policy" || group == "extensions",
+        "IngressClass" | "IPAddress" | "ServiceCIDR" => group == "networking.k8s.io",
+        "FlowSchema" | "PriorityLevelConfiguration" => group == "flowcontrol.apiserver.k8s.io",
+        "TokenReview" | "SelfSubjectReview" => group == "authentication.k8s.io",
+        "SubjectAccessReview" | "SelfSubjectAccessReview" | "SelfSubjectRulesReview" => {
+            group == "authorization.k8s.io"
+        }
+        "StorageVersion" => group == "internal.apiserver.k8s.io",
+        "DeviceClass" | "ResourceSlice" => group == "resource.k8s.io",
+        _ => false,
+    }
 }
+
+/// A hashable identity key: group, version, kind, name and effective namespace.
+pub type IdKey = (String, String, String, String, String);
 
 /// A resource's identity.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
@@ -127,6 +101,17 @@ impl ResId {
     /// Namespace equality treating "" as "default".
     pub fn ns_equals(&self, o: &ResId) -> bool {
         self.effective_namespace() == o.effective_namespace()
+    }
+
+    /// A key such that `a.key() == b.key()` exactly when `a.equals(&b)`.
+    pub fn key(&self) -> IdKey {
+        (
+            self.gvk.group.clone(),
+            self.gvk.version.clone(),
+            self.gvk.kind.clone(),
+            self.name.clone(),
+            self.effective_namespace().to_string(),
+        )
     }
 
     /// kustomize's `ResId.Equals`.

@@ -81,28 +81,45 @@ pub fn legacy_sort(resources: &mut [Resource], first: &[String], last: &[String]
         }
         0
     };
-    let mut keyed: Vec<(ResId, Resource)> =
-        resources.iter().map(|r| (r.cur_id(), r.clone())).collect();
-    keyed.sort_by(|(a, _), (b, _)| {
+    let mut keyed: Vec<(ResId, i64, String, String, usize)> = resources
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let id = r.cur_id();
+            let o = order(&id.gvk.kind);
+            let g = gvk_sort_string(&id.gvk);
+            let s = id_sort_string(&id);
+            (id, o, g, s, i)
+        })
+        .collect();
+    keyed.sort_by(|(a, ia, sa, ida, _), (b, ib, sb, idb, _)| {
         if a.gvk != b.gvk {
-            let (ia, ib) = (order(&a.gvk.kind), order(&b.gvk.kind));
             if ia != ib {
-                return ia.cmp(&ib);
+                return ia.cmp(ib);
             }
-            let (sa, sb) = (gvk_sort_string(&a.gvk), gvk_sort_string(&b.gvk));
             if a.gvk.kind == "Namespace"
                 && b.gvk.kind == "Namespace"
                 && (a.gvk.group.is_empty() || b.gvk.group.is_empty())
             {
-                return sb.cmp(&sa);
+                return sb.cmp(sa);
             }
-            return sa.cmp(&sb);
+            return sa.cmp(sb);
         }
-        let (sa, sb) = (id_sort_string(a), id_sort_string(b));
-        sa.partial_cmp(&sb).unwrap_or(Ordering::Equal)
+        ida.partial_cmp(idb).unwrap_or(Ordering::Equal)
     });
-    for (slot, (_, r)) in resources.iter_mut().zip(keyed) {
-        *slot = r;
+    let mut taken: Vec<Option<Resource>> = resources
+        .iter_mut()
+        .map(|r| {
+            Some(std::mem::replace(
+                r,
+                Resource::new(crate::value::Value::Null),
+            ))
+        })
+        .collect();
+    for (slot, (_, _, _, _, i)) in resources.iter_mut().zip(keyed) {
+        if let Some(r) = taken[i].take() {
+            *slot = r;
+        }
     }
 }
 

@@ -12,8 +12,7 @@ use crate::value::{Map, Value};
 
 /// Sets the namespace of every resource (kustomize's NamespaceTransformer).
 pub fn namespace(resources: &mut [Resource], ns: &str, specs: &[FieldSpec]) -> Result<(), String> {
-    for i in 0..resources.len() {
-        let r = &mut resources[i];
+    for r in resources.iter_mut() {
         if r.is_empty() {
             continue;
         }
@@ -54,12 +53,11 @@ pub fn namespace(resources: &mut [Resource], ns: &str, specs: &[FieldSpec]) -> R
             }
             Ok(())
         })?;
-        let id = resources[i].cur_id();
-        let n = resources
-            .iter()
-            .filter(|o| !o.is_empty() && o.cur_id().equals(&id))
-            .count();
-        if n != 1 {
+    }
+    let mut seen = std::collections::HashSet::new();
+    for r in resources.iter().filter(|r| !r.is_empty()) {
+        let id = r.cur_id();
+        if !seen.insert(id.key()) {
             return Err(format!(
                 "namespace transformation produces ID conflict: {id}"
             ));
