@@ -1872,3 +1872,38 @@ async fn s4_immutable_fields_are_refused_on_update() {
     .unwrap();
     env.shutdown().await;
 }
+
+#[tokio::test]
+async fn s2_kube_runtime_event_recorder_publishes_and_patches_series() {
+    use k8s_openapi::api::events::v1::Event as K8sEvent;
+    use kube::Resource;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    let env = TestEnv::start().await.unwrap();
+    let client = env.client();
+    let cms: Api<ConfigMap> = Api::default_namespaced(client.clone());
+    let c = cms
+        .create(&PostParams::default(), &cm("subject", &[]))
+        .await
+        .unwrap();
+    let recorder = Recorder::new(client.clone(), Reporter::from("testenv-test"));
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Reconciled".into(),
+        note: Some("all good".into()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    recorder.publish(&ev, &c.object_ref(&())).await.unwrap();
+    recorder.publish(&ev, &c.object_ref(&())).await.unwrap();
+    let events: Api<K8sEvent> = Api::default_namespaced(client.clone());
+    let list = events.list(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    let e = &list.items[0];
+    assert_eq!(e.reason.as_deref(), Some("Reconciled"));
+    assert_eq!(
+        e.regarding.as_ref().unwrap().name.as_deref(),
+        Some("subject")
+    );
+    assert_eq!(e.series.as_ref().unwrap().count, 2);
+    env.shutdown().await;
+}
