@@ -271,6 +271,74 @@ fn without_volatile(v: &Value) -> Value {
     v
 }
 
+fn label_name_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// A qualified name (`prefix/name` or `name`) as label and annotation keys must be.
+fn qualified_name_error(key: &str) -> Option<String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix
+        && (p.is_empty() || p.len() > 253 || !p.split('.').all(dns_label))
+    {
+        return Some(format!(
+            "Invalid value: \"{key}\": prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+        ));
+    }
+    (!label_name_part(name)).then(|| format!(
+        "Invalid value: \"{key}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+    ))
+}
+
+/// Label keys and values, and annotation keys, as Kubernetes validates them.
+fn metadata_map_errors(obj: &Value) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let invalid = |field: &str, message: String| Cause {
+        reason: "FieldValueInvalid".into(),
+        message,
+        field: field.into(),
+    };
+    for (k, v) in obj["metadata"]["labels"].as_object().into_iter().flatten() {
+        if let Some(m) = qualified_name_error(k) {
+            causes.push(invalid("metadata.labels", m));
+        }
+        match v.as_str() {
+            Some("") => {}
+            Some(val) if label_name_part(val) => {}
+            _ => causes.push(invalid(
+                "metadata.labels",
+                format!(
+                    "Invalid value: {v}: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+                ),
+            )),
+        }
+    }
+    for (k, v) in obj["metadata"]["annotations"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(m) = qualified_name_error(&k.to_lowercase()) {
+            causes.push(invalid("metadata.annotations", m));
+        }
+        if !v.is_string() {
+            causes.push(invalid(
+                "metadata.annotations",
+                format!("Invalid value: {v}: annotation values must be strings"),
+            ));
+        }
+    }
+    causes
+}
+
 /// Fields Kubernetes refuses to change on update (the errors Flux's `force` recreates objects for).
 fn immutable_changes(rd: &ResourceDef, old: &Value, new: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
@@ -625,6 +693,7 @@ impl Store {
                 field: "metadata.name".into(),
             });
         }
+        causes.extend(metadata_map_errors(obj));
         if let Some(schema) = &rd.schema {
             let (c, pruned) = crd::prune_default_validate(schema, obj);
             if strict && !pruned.is_empty() {
@@ -1637,6 +1706,26 @@ mod tests {
         assert!(name_error(rd("Namespace"), "a.b").is_some());
         assert!(name_error(rd("Service"), "1abc").is_some());
         assert!(name_error(rd("Service"), "abc-1").is_none());
+    }
+
+    #[test]
+    fn labels_and_annotations_are_validated() {
+        let ok = json!({"metadata": {"labels": {"app.kubernetes.io/name": "web", "empty": "", "x": "A_b.c-1"},
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}", "Mixed/Case": "v"}}});
+        assert!(
+            metadata_map_errors(&ok).is_empty(),
+            "{:?}",
+            metadata_map_errors(&ok)
+        );
+        for bad in [
+            json!({"metadata": {"labels": {"a b": "x"}}}),
+            json!({"metadata": {"labels": {"a": "has space"}}}),
+            json!({"metadata": {"labels": {"a": "x".repeat(64)}}}),
+            json!({"metadata": {"labels": {"Bad_Prefix/a": "x"}}}),
+            json!({"metadata": {"annotations": {"-a": "x"}}}),
+        ] {
+            assert_eq!(metadata_map_errors(&bad).len(), 1, "{bad}");
+        }
     }
 
     #[test]
