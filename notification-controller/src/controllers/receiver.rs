@@ -3,7 +3,8 @@
 //! or token is `TokenNotFound` (retried); a spec this controller cannot honour is Stalled with a clear message.
 
 use common::api::notification_v1::{Receiver, ReceiverStatus};
-use common::reconcile::{ErrorKind, FluxError, Reconciler, Step, Success, Summary};
+use common::conditions::{reasons, types::READY};
+use common::reconcile::{ErrorKind, FluxError, FluxStatus, Reconciler, Step, Success, Summary};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -151,7 +152,7 @@ impl Reconciler for ReceiverReconciler {
         &self,
         obj: &Receiver,
         status: &mut ReceiverStatus,
-        _step: &mut Step,
+        step: &mut Step,
     ) -> Result<Success, ReceiverError> {
         if let Some(problem) = unsupported(obj) {
             status.webhook_path = None;
@@ -180,6 +181,10 @@ impl Reconciler for ReceiverReconciler {
             tracing::info!("{message}");
         }
         status.webhook_path = Some(path);
+        // Marked here: the runner only turns an Unknown Ready into True, and a Ready=False left by an earlier
+        // TokenNotFound is not Unknown (Flux's reconciler marks Ready itself, too).
+        step.conditions(status.conditions_mut())
+            .mark_true(READY, reasons::SUCCEEDED, &message);
         Ok(Success::new(message))
     }
 
