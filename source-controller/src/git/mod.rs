@@ -277,7 +277,7 @@ impl From<GitCheckout<'_>> for Reference {
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
     /// libgit2 failed.
-    #[error("{0}")]
+    #[error("{}", .0.message())]
     Git(#[from] git2::Error),
     /// The reference does not exist on the remote.
     #[error("couldn't find remote ref '{0}'")]

@@ -1,0 +1,511 @@
+//! Test support: testenv with Riptide's CRDs, the GitRepository runner and artifact server, local git
+//! repositories built with the git CLI, and an sshd on loopback.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::api::meta::Condition;
+use common::api::source_v1::{GitRepository, GitRepositorySpec};
+use common::conditions::{self, get};
+use common::reconcile::{Event, EventSink, RunnerConfig};
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use source_controller::{GitRepositoryReconciler, Storage};
+
+pub const NS: &str = "default";
+
+#[derive(Default)]
+pub struct Recorded {
+    pub events: Mutex<Vec<(String, Event)>>,
+}
+
+pub struct Sink(pub Arc<Recorded>);
+
+impl EventSink for Sink {
+    fn publish(&self, object: ObjectReference, event: Event) -> BoxFuture<'_, ()> {
+        self.0
+            .events
+            .lock()
+            .unwrap()
+            .push((object.name.unwrap_or_default(), event));
+        Box::pin(async {})
+    }
+}
+
+pub struct Fixture {
+    pub env: testenv::TestEnv,
+    pub api: Api<GitRepository>,
+    pub secrets: Api<Secret>,
+    pub recorded: Arc<Recorded>,
+    pub storage: Storage,
+    pub storage_dir: tempfile::TempDir,
+    pub storage_addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+pub async fn poll<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+impl Fixture {
+    pub async fn start() -> Fixture {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(configure: impl FnOnce(&mut Storage)) -> Fixture {
+        let env = testenv::TestEnv::start().await.unwrap();
+        let client = env.client();
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        for crd in common::api::source_v1::crds() {
+            crds.create(&PostParams::default(), &crd).await.unwrap();
+        }
+        let api: Api<GitRepository> = Api::namespaced(client.clone(), NS);
+        poll("CRD served", Duration::from_secs(20), || async {
+            api.list(&Default::default()).await.is_ok()
+        })
+        .await;
+
+        let storage_dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let storage_addr = listener.local_addr().unwrap();
+        let mut storage = Storage::new(storage_dir.path(), storage_addr.to_string());
+        configure(&mut storage);
+        let router = source_controller::server::router(storage.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+
+        let recorded = Arc::new(Recorded::default());
+        let sink = Arc::new(Sink(recorded.clone()));
+        let config = RunnerConfig {
+            controller: "source-controller",
+            retry: common::cli::RetryPolicy {
+                min: Duration::from_millis(200),
+                max: Duration::from_secs(2),
+            },
+            jitter: common::cli::IntervalJitter { percentage: 5 },
+            concurrency: 4,
+        };
+        let runner = Arc::new(common::reconcile::Runner::new(
+            client.clone(),
+            GitRepositoryReconciler::new(client.clone(), storage.clone()),
+            config,
+            Arc::new(common::metrics::Metrics::new("source-controller").unwrap()),
+            sink,
+        ));
+        let controller = source_controller::controller(&runner, api.clone(), Default::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(runner.run(controller, async move {
+            let _ = stopped.await;
+        }));
+        Fixture {
+            env,
+            api,
+            secrets: Api::namespaced(client, NS),
+            recorded,
+            storage,
+            storage_dir,
+            storage_addr,
+            stop: Some(stop),
+        }
+    }
+
+    pub async fn secret(&self, name: &str, data: &[(&str, &str)]) {
+        let secret = Secret {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.to_string()),
+                ..Default::default()
+            },
+            string_data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
+            ..Default::default()
+        };
+        self.secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+    }
+
+    pub async fn create(&self, name: &str, spec: GitRepositorySpec) {
+        self.api
+            .create(&PostParams::default(), &GitRepository::new(name, spec))
+            .await
+            .unwrap();
+    }
+
+    pub async fn get(&self, name: &str) -> GitRepository {
+        self.api.get(name).await.unwrap()
+    }
+
+    /// Waits until the object's Ready condition is decided for its generation and `check` holds.
+    pub async fn wait(&self, name: &str, check: impl Fn(&GitRepository) -> bool) -> GitRepository {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let obj = self.api.get(name).await.unwrap();
+            let decided = obj.status.as_ref().is_some_and(|s| {
+                s.observed_generation == obj.metadata.generation
+                    && get(s.conditions.as_deref().unwrap_or_default(), "Ready")
+                        .is_some_and(|r| r.reason != "Progressing")
+            });
+            if decided && check(&obj) {
+                assert_invariants(&obj);
+                return obj;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name}: condition not reached within 30s: {:#?}",
+                obj.status
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn wait_ready(&self, name: &str) -> GitRepository {
+        self.wait(name, |o| ready(o).0 == "True").await
+    }
+
+    /// Sets `reconcile.fluxcd.io/requestedAt` and waits until it is handled.
+    pub async fn request_reconcile(&self, name: &str, token: &str) -> GitRepository {
+        let patch = serde_json::json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}});
+        self.api
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        self.wait(name, |o| {
+            o.status
+                .as_ref()
+                .and_then(|s| s.last_handled_reconcile_at.as_deref())
+                == Some(token)
+        })
+        .await
+    }
+
+    pub fn events_for(&self, name: &str) -> Vec<Event> {
+        self.recorded
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.env.shutdown().await;
+    }
+}
+
+pub fn conditions_of(obj: &GitRepository) -> Vec<Condition> {
+    obj.status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default()
+}
+
+pub fn condition(obj: &GitRepository, t: &str) -> Option<(String, String, String)> {
+    conditions_of(obj)
+        .into_iter()
+        .find(|c| c.type_ == t)
+        .map(|c| {
+            (
+                c.status.as_str().to_string(),
+                c.reason.clone(),
+                c.message.clone(),
+            )
+        })
+}
+
+pub fn ready(obj: &GitRepository) -> (String, String, String) {
+    condition(obj, "Ready").unwrap_or_default()
+}
+
+/// kstatus invariants: Ready present, Reconciling and Stalled never both True, observedGeneration set.
+pub fn assert_invariants(obj: &GitRepository) {
+    let list = conditions_of(obj);
+    assert!(get(&list, "Ready").is_some(), "Ready present: {list:?}");
+    assert!(
+        !(conditions::is_true(&list, "Reconciling") && conditions::is_true(&list, "Stalled")),
+        "Reconciling and Stalled both True: {list:?}"
+    );
+    assert_eq!(
+        obj.status.as_ref().unwrap().observed_generation,
+        obj.metadata.generation
+    );
+}
+
+pub fn spec(url: &str) -> GitRepositorySpec {
+    GitRepositorySpec {
+        url: url.to_string(),
+        interval: "10m".to_string(),
+        timeout: "20s".to_string(),
+        ..Default::default()
+    }
+}
+
+/// Downloads an artifact from the storage server: (status, etag, body).
+pub async fn download(url: &str) -> (u16, Option<String>, Vec<u8>) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    let etag = response
+        .headers()
+        .get("etag")
+        .map(|v| v.to_str().unwrap().to_string());
+    (status, etag, response.bytes().await.unwrap().to_vec())
+}
+
+/// The entries of a gzip tarball: (path, mode, content for files).
+pub fn tar_entries(bytes: &[u8]) -> Vec<(String, u32, String)> {
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().to_string();
+            let mode = e.header().mode().unwrap();
+            let mut content = String::new();
+            std::io::Read::read_to_string(&mut e, &mut content).unwrap_or_default();
+            (path, mode, content)
+        })
+        .collect()
+}
+
+pub fn tar_paths(bytes: &[u8]) -> Vec<String> {
+    tar_entries(bytes).into_iter().map(|(p, _, _)| p).collect()
+}
+
+/// Bare repositories under one root, edited through a work tree with the git CLI.
+pub struct GitRepos {
+    pub root: tempfile::TempDir,
+    work: tempfile::TempDir,
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Riptide Test")
+        .env("GIT_AUTHOR_EMAIL", "test@riptide.invalid")
+        .env("GIT_COMMITTER_NAME", "Riptide Test")
+        .env("GIT_COMMITTER_EMAIL", "test@riptide.invalid")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+impl GitRepos {
+    pub fn new() -> GitRepos {
+        GitRepos {
+            root: tempfile::tempdir().unwrap(),
+            work: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn bare_path(&self, repo: &str) -> PathBuf {
+        self.root.path().join(repo)
+    }
+
+    fn worktree(&self, repo: &str) -> PathBuf {
+        let wt = self.work.path().join(repo);
+        if !wt.exists() {
+            let bare = self.bare_path(repo);
+            git(
+                self.root.path(),
+                &["init", "-q", "--bare", "-b", "main", bare.to_str().unwrap()],
+            );
+            std::fs::create_dir_all(&wt).unwrap();
+            git(&wt, &["init", "-q", "-b", "main"]);
+            git(&wt, &["remote", "add", "origin", bare.to_str().unwrap()]);
+        }
+        wt
+    }
+
+    /// Writes `files` (empty content deletes), commits on `branch`, pushes; returns the commit SHA.
+    pub fn commit(
+        &self,
+        repo: &str,
+        branch: &str,
+        files: &[(&str, &str)],
+        message: &str,
+    ) -> String {
+        let wt = self.worktree(repo);
+        let has_commits = Command::new("git")
+            .args(["rev-parse", "--verify", "-q", "HEAD"])
+            .current_dir(&wt)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        if has_commits {
+            let exists = Command::new("git")
+                .args([
+                    "rev-parse",
+                    "--verify",
+                    "-q",
+                    &format!("refs/heads/{branch}"),
+                ])
+                .current_dir(&wt)
+                .output()
+                .unwrap()
+                .status
+                .success();
+            if exists {
+                git(&wt, &["checkout", "-q", branch]);
+            } else {
+                git(&wt, &["checkout", "-q", "-b", branch]);
+            }
+        } else if branch != "main" {
+            git(&wt, &["checkout", "-q", "-b", branch]);
+        }
+        for (path, content) in files {
+            let p = wt.join(path);
+            if content.is_empty() {
+                let _ = std::fs::remove_file(&p);
+            } else {
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(&p, content).unwrap();
+            }
+        }
+        git(&wt, &["add", "-A"]);
+        git(&wt, &["commit", "-q", "--allow-empty", "-m", message]);
+        git(&wt, &["push", "-q", "origin", branch]);
+        git(&wt, &["rev-parse", "HEAD"])
+    }
+
+    /// An annotated tag at the current commit of the work tree, pushed.
+    pub fn tag(&self, repo: &str, tag: &str) {
+        let wt = self.worktree(repo);
+        git(&wt, &["tag", "-a", tag, "-m", tag]);
+        git(&wt, &["push", "-q", "origin", tag]);
+    }
+}
+
+/// Debian's sshd on 127.0.0.1 with a generated host key and user key; logins as the current user (root).
+pub struct Sshd {
+    pub port: u16,
+    pub identity: String,
+    pub known_hosts: String,
+    pub user: String,
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl Sshd {
+    pub async fn start() -> Sshd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let keygen = |file: &str| {
+            let status = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(d.join(file))
+                .status()
+                .unwrap();
+            assert!(status.success());
+        };
+        keygen("host_key");
+        keygen("user_key");
+        std::fs::copy(d.join("user_key.pub"), d.join("authorized_keys")).unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nAuthorizedKeysFile {}\nStrictModes no\nUsePAM no\nPidFile {}\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n",
+            d.join("host_key").display(),
+            d.join("authorized_keys").display(),
+            d.join("sshd.pid").display(),
+        );
+        std::fs::write(d.join("sshd_config"), config).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("/usr/sbin/sshd (apt-get install openssh-server)");
+        poll("sshd listening", Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        let host_pub = std::fs::read_to_string(d.join("host_key.pub")).unwrap();
+        let mut fields = host_pub.split_whitespace();
+        let (kind, key) = (fields.next().unwrap(), fields.next().unwrap());
+        let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_string();
+        Sshd {
+            port,
+            identity: std::fs::read_to_string(d.join("user_key")).unwrap(),
+            known_hosts: format!("[127.0.0.1]:{port} {kind} {key}\n"),
+            user,
+            dir,
+            child,
+        }
+    }
+
+    pub fn url(&self, path: &Path) -> String {
+        format!(
+            "ssh://{}@127.0.0.1:{}{}",
+            self.user,
+            self.port,
+            path.display()
+        )
+    }
+
+    /// A known_hosts line for this server with some other key.
+    pub fn wrong_known_hosts(&self) -> String {
+        let d = self.dir.path();
+        let status = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(d.join("other_key"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let other = std::fs::read_to_string(d.join("other_key.pub")).unwrap();
+        let mut fields = other.split_whitespace();
+        let (kind, key) = (fields.next().unwrap(), fields.next().unwrap());
+        format!("[127.0.0.1]:{} {kind} {key}\n", self.port)
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
