@@ -232,6 +232,23 @@ fn type_info(rd: &ResourceDef) -> TypeInfo<'_> {
     }
 }
 
+/// The finalizer a CRD carries while its instances are being deleted.
+const CRD_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
+
+/// (group, plural) of a CRD's instances.
+fn crd_instances_gr(crd: &Value) -> GroupResource {
+    (
+        crd["spec"]["group"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        crd["spec"]["names"]["plural"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    )
+}
+
 fn dns_label(part: &str) -> bool {
     !part.is_empty()
         && part.len() <= 63
@@ -655,6 +672,21 @@ impl Store {
     }
 
     fn check_namespace(st: &State, rd: &ResourceDef, ns: &str) -> Result<(), ApiError> {
+        if let Some(crd_name) = &rd.crd {
+            let terminating = st
+                .objects
+                .get(&(
+                    "apiextensions.k8s.io".to_string(),
+                    "customresourcedefinitions".to_string(),
+                ))
+                .and_then(|m| m.get(&(String::new(), crd_name.clone())))
+                .is_some_and(|c| !meta(c)["deletionTimestamp"].is_null());
+            if terminating {
+                return Err(ApiError::method_not_allowed(
+                    "create not allowed while custom resource definition is terminating",
+                ));
+            }
+        }
         if !rd.namespaced {
             return Ok(());
         }
@@ -910,10 +942,9 @@ impl Store {
             "apiextensions.k8s.io".to_string(),
             "customresourcedefinitions".to_string(),
         )) {
+            // a terminating CRD keeps serving its instances until they are gone
             for c in crds.values() {
-                if meta(c)["deletionTimestamp"].is_null() {
-                    resources.extend(crd::crd_resources(c));
-                }
+                resources.extend(crd::crd_resources(c));
             }
         }
         st.resources = resources;
@@ -1344,6 +1375,39 @@ impl Store {
         let Some(old) = st.objects.get(gr).and_then(|m| m.get(key)).cloned() else {
             return json!({});
         };
+        if gr.0 == "apiextensions.k8s.io" && gr.1 == "customresourcedefinitions" {
+            let igr = crd_instances_gr(&old);
+            let instances: Vec<ObjKey> = st
+                .objects
+                .get(&igr)
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default();
+            if !instances.is_empty() {
+                // like the CRD finalizer: delete the instances (their finalizers hold them), then the CRD
+                let mut nd = (*old).clone();
+                if meta(&nd)["deletionTimestamp"].is_null() {
+                    meta_mut(&mut nd).insert("deletionTimestamp".into(), json!(now()));
+                }
+                let mut fins = meta(&nd)["finalizers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let cleanup = json!(CRD_CLEANUP_FINALIZER);
+                if !fins.contains(&cleanup) {
+                    fins.push(cleanup);
+                }
+                meta_mut(&mut nd).insert("finalizers".into(), Value::Array(fins));
+                let stored = if without_volatile(&nd) == without_volatile(&old) {
+                    old.clone()
+                } else {
+                    self.commit(st, gr, key.clone(), Some(old.clone()), nd)
+                };
+                for ik in instances {
+                    self.delete_locked(st, true, &igr, &ik, Propagation::Background);
+                }
+                return (*stored).clone();
+            }
+        }
         let uid = meta_str(&old, "uid").to_string();
         let is_namespace = gr.0.is_empty() && gr.1 == "namespaces";
         let dependents = Self::dependents_of(st, &uid);
@@ -1494,6 +1558,45 @@ impl Store {
                         self.remove_object(st, &gr, &k, Some(Arc::new(nd)));
                     } else {
                         self.commit(st, &gr, k, Some(o), nd);
+                    }
+                    changed = true;
+                }
+            }
+            let crd_gr = (
+                "apiextensions.k8s.io".to_string(),
+                "customresourcedefinitions".to_string(),
+            );
+            let crds_done: Vec<ObjKey> = st
+                .objects
+                .get(&crd_gr)
+                .map(|m| {
+                    m.iter()
+                        .filter(|(_, v)| {
+                            meta(v)["finalizers"]
+                                .as_array()
+                                .is_some_and(|f| f.iter().any(|x| x == CRD_CLEANUP_FINALIZER))
+                                && st
+                                    .objects
+                                    .get(&crd_instances_gr(v))
+                                    .is_none_or(|i| i.is_empty())
+                        })
+                        .map(|(k, _)| k.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for k in crds_done {
+                if let Some(o) = st.objects.get(&crd_gr).and_then(|m| m.get(&k)).cloned() {
+                    let mut nd = (*o).clone();
+                    if let Some(f) = nd["metadata"]["finalizers"].as_array_mut() {
+                        f.retain(|x| x != CRD_CLEANUP_FINALIZER);
+                    }
+                    if nd["metadata"]["finalizers"]
+                        .as_array()
+                        .is_none_or(|f| f.is_empty())
+                    {
+                        self.remove_object(st, &crd_gr, &k, Some(Arc::new(nd)));
+                    } else {
+                        self.commit(st, &crd_gr, k, Some(o), nd);
                     }
                     changed = true;
                 }

@@ -1907,3 +1907,60 @@ async fn s2_kube_runtime_event_recorder_publishes_and_patches_series() {
     assert_eq!(e.series.as_ref().unwrap().count, 2);
     env.shutdown().await;
 }
+
+#[tokio::test]
+async fn s3_deleting_a_crd_waits_for_instance_finalizers() {
+    let env = TestEnv::start().await.unwrap();
+    let client = env.client();
+    install_widget_crd(&client).await;
+    let widgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &widget_ar());
+    let mut held = widget("held", json!({"url": "http://a"}));
+    held.metadata.finalizers = Some(vec!["example.com/cleanup".into()]);
+    widgets.create(&PostParams::default(), &held).await.unwrap();
+    widgets
+        .create(
+            &PostParams::default(),
+            &widget("plain", json!({"url": "http://b"})),
+        )
+        .await
+        .unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.delete("widgets.example.com", &DeleteParams::default())
+        .await
+        .unwrap();
+    // the CRD stays (terminating) while an instance is held by its finalizer
+    let crd = crds.get("widgets.example.com").await.unwrap();
+    assert!(crd.metadata.deletion_timestamp.is_some());
+    assert!(widgets.get_opt("plain").await.unwrap().is_none());
+    let h = widgets.get("held").await.unwrap();
+    assert!(h.metadata.deletion_timestamp.is_some());
+    let st = api_err(
+        widgets
+            .create(
+                &PostParams::default(),
+                &widget("new", json!({"url": "http://c"})),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(st.code, 405);
+    // the controller removes its finalizer: instance and CRD go
+    widgets
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    assert!(crds.get_opt("widgets.example.com").await.unwrap().is_none());
+    let (code, _) = raw(
+        &client,
+        "GET",
+        "/apis/example.com/v1/namespaces/default/widgets",
+        None,
+    )
+    .await;
+    assert_eq!(code, 404);
+    env.shutdown().await;
+}
