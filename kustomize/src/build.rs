@@ -102,6 +102,10 @@ impl Accumulator {
 pub(crate) struct Builder {
     loader: Loader,
     stack: Vec<PathBuf>,
+    /// Whether to record origin annotations (top-level buildMetadata).
+    origins: bool,
+    /// Path of the current kustomization relative to the top one.
+    rel: Vec<String>,
     warnings: Vec<String>,
 }
 
@@ -124,8 +128,25 @@ pub fn build(root: &Path, path: &Path, opts: &BuildOptions) -> Result<BuildOutpu
     let mut b = Builder {
         loader,
         stack: Vec::new(),
+        origins: false,
+        rel: Vec::new(),
         warnings: Vec::new(),
     };
+    let top = b.load_kustomization(&dir)?;
+    let mut managed_by = false;
+    for m in &top.build_metadata {
+        match m.as_str() {
+            "originAnnotations" => b.origins = true,
+            "managedByLabel" => managed_by = true,
+            other => {
+                return Err(Error::Unsupported {
+                    file: top.file.clone(),
+                    field: "buildMetadata".into(),
+                    what: format!("'{other}'"),
+                });
+            }
+        }
+    }
     let mut ra = Accumulator::default();
     let k = b.accumulate(&dir, &mut ra, None)?;
     // Hash suffixes.
@@ -195,7 +216,25 @@ pub fn build(root: &Path, path: &Path, opts: &BuildOptions) -> Result<BuildOutpu
     let objects = resources
         .into_iter()
         .map(|mut r| {
-            strip_internal(&mut r.obj);
+            if let Some(o) = r.origin.take() {
+                if let Some(Value::Map(a)) = r.obj.entry_map("metadata").map(|m| {
+                    m.entry("annotations".to_string())
+                        .or_insert_with(|| Value::Map(Default::default()))
+                }) {
+                    a.insert("config.kubernetes.io/origin".into(), Value::Str(o));
+                }
+            }
+            if managed_by {
+                if let Some(Value::Map(l)) = r.obj.entry_map("metadata").map(|m| {
+                    m.entry("labels".to_string())
+                        .or_insert_with(|| Value::Map(Default::default()))
+                }) {
+                    l.insert(
+                        "app.kubernetes.io/managed-by".into(),
+                        Value::Str("kustomize-(devel)".into()),
+                    );
+                }
+            }
             r.obj
         })
         .collect();
@@ -205,8 +244,24 @@ pub fn build(root: &Path, path: &Path, opts: &BuildOptions) -> Result<BuildOutpu
     })
 }
 
-/// Removes empty `metadata.annotations`/`labels` left by internal bookkeeping.
-fn strip_internal(_obj: &mut Value) {}
+/// Joins and cleans a relative path the way Go's `path.Join` does.
+fn join_clean(base: &[String], rel: &str) -> Vec<String> {
+    let mut out: Vec<String> = base.to_vec();
+    for part in rel.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if out.last().is_some_and(|l| l != "..") {
+                    out.pop();
+                } else {
+                    out.push("..".into());
+                }
+            }
+            p => out.push(p.to_string()),
+        }
+    }
+    out
+}
 
 fn field_err(file: &Path, field: &str, e: impl std::fmt::Display) -> Error {
     Error::field(file, field, e.to_string())
@@ -338,7 +393,11 @@ impl Builder {
                     });
                 }
                 let mut sub = Accumulator::default();
-                self.accumulate(&path, &mut sub, Some(false))?;
+                let next = join_clean(&self.rel, res);
+                let saved = std::mem::replace(&mut self.rel, next);
+                let r = self.accumulate(&path, &mut sub, Some(false));
+                self.rel = saved;
+                r?;
                 for r in sub.resources {
                     ra.append(r, &file, "resources")?;
                 }
@@ -353,7 +412,11 @@ impl Builder {
                         root: dir.to_path_buf(),
                     });
                 }
-                for r in self.read_resources(&path, &file, "resources")? {
+                for mut r in self.read_resources(&path, &file, "resources")? {
+                    if self.origins {
+                        r.origin =
+                            Some(format!("path: {}\n", join_clean(&self.rel, res).join("/")));
+                    }
                     ra.append(r, &file, "resources")?;
                 }
             }
@@ -415,7 +478,22 @@ impl Builder {
                 generated.push(r);
             }
         }
-        for g in generated {
+        for mut g in generated {
+            if self.origins {
+                let kfile = file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                g.origin = Some(format!(
+                    "configuredIn: {}\nconfiguredBy:\n  apiVersion: builtin\n  kind: {}\n",
+                    join_clean(&self.rel, &kfile).join("/"),
+                    if g.kind() == "Secret" {
+                        "SecretGenerator"
+                    } else {
+                        "ConfigMapGenerator"
+                    }
+                ));
+            }
             absorb(ra, g, &file)?;
         }
         ra.invalidate();
@@ -429,7 +507,11 @@ impl Builder {
                 });
             }
             let path = self.loader.resolve(dir, c, &file, "components")?;
-            self.accumulate(&path, ra, Some(true))?;
+            let next = join_clean(&self.rel, c);
+            let saved = std::mem::replace(&mut self.rel, next);
+            let r = self.accumulate(&path, ra, Some(true));
+            self.rel = saved;
+            r?;
             ra.invalidate();
         }
         self.run_transformers(dir, &k, ra)?;
@@ -938,6 +1020,9 @@ fn absorb(ra: &mut Accumulator, mut r: Resource, file: &Path) -> Result<()> {
                     r.suffixes = old.suffixes.clone();
                     r.needs_hash = r.needs_hash && old.needs_hash;
                     r.ref_var_names = old.ref_var_names.clone();
+                    if merge && old.origin.is_some() {
+                        r.origin = old.origin.clone();
+                    }
                     if merge {
                         for key in ["data", "binaryData"] {
                             let mut merged = old

@@ -178,6 +178,8 @@ pub struct Resource {
     pub behavior: Behavior,
     /// Names of vars referenced (for diagnostics).
     pub ref_var_names: Vec<String>,
+    /// `config.kubernetes.io/origin` value, when buildMetadata asks for it.
+    pub origin: Option<String>,
 }
 
 impl Resource {
@@ -191,6 +193,7 @@ impl Resource {
             needs_hash: false,
             behavior: Behavior::Unspecified,
             ref_var_names: Vec::new(),
+            origin: None,
         }
     }
 
