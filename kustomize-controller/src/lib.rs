@@ -5,15 +5,13 @@
 pub mod controllers;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
 use common::api::kustomize_v1::{Kustomization, SourceKind};
 use common::api::meta::labels::{WATCH, WATCH_ENABLED};
 use common::api::source_v1::GitRepository;
-use common::reconcile::{Event, EventSink, Runner, RunnerConfig};
-use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
+use common::reconcile::Runner;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -206,87 +204,32 @@ pub fn controller(
 /// Why the controller could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error(transparent)]
+    Manager(#[from] common::manager::ManagerError),
     #[error("kubeconfig: {0}")]
     Kubeconfig(#[from] kube::config::InferConfigError),
-    #[error("kube client: {0}")]
-    Client(#[from] kube::Error),
-    #[error("metrics: {0}")]
-    Metrics(#[from] common::metrics::MetricsError),
-    #[error("events: {0}")]
-    Events(#[from] common::events::EventError),
-    #[error("telemetry: {0}")]
-    Telemetry(#[from] common::telemetry::TelemetryError),
 }
 
-/// Publishes runner events through the shared recorder (Kubernetes Events and `--events-addr`).
-struct RecorderSink(common::events::EventRecorder);
-
-impl EventSink for RecorderSink {
-    fn publish(&self, object: ObjectReference, event: Event) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            let _ = self
-                .0
-                .publish(
-                    &object,
-                    event.severity,
-                    &event.reason,
-                    &event.message,
-                    event.metadata,
-                )
-                .await;
-        })
-    }
-}
-
-/// Runs the controller until SIGTERM/SIGINT.
+/// Runs the controller (through `common::manager`: logging, client, metrics/health servers, events, leader
+/// election) until shutdown or loss of leadership.
 pub async fn run(args: Args) -> Result<(), RunError> {
-    common::telemetry::init_from_args(&args.runtime)?;
-    let kube_config = kube::Config::infer().await?;
-    let client = Client::try_from(kube_config.clone())?;
-    let metrics = common::metrics::Metrics::new(CONTROLLER)?;
-    let recorder = common::events::EventRecorder::new(
-        CONTROLLER,
-        Some(client.clone()),
-        args.runtime.events_addr(),
-    )?;
-    let reconciler = KustomizationReconciler::new(client.clone(), Some(kube_config), args.config());
-    let runner = Arc::new(Runner::new(
-        client.clone(),
-        reconciler,
-        RunnerConfig {
-            controller: CONTROLLER,
-            retry: args.runtime.retry_policy(),
-            jitter: args.runtime.interval_jitter(),
-            concurrency: args.runtime.concurrent,
-        },
-        Arc::new(metrics.clone()),
-        Arc::new(RecorderSink(recorder)),
-    ));
-    let shutdown = common::server::Shutdown::on_signal();
-    let (ready_tx, ready_rx) = tokio::sync::watch::channel(true);
-    let readiness = common::server::Readiness::new().with_check("controller", ready_rx);
-    let metrics_server = tokio::spawn(common::server::serve(
-        args.runtime.metrics_addr,
-        common::server::metrics_router(metrics),
-        shutdown.wait(),
-    ));
-    let health_server = tokio::spawn(common::server::serve(
-        args.runtime.health_addr,
-        common::server::health_router(readiness),
-        shutdown.wait(),
-    ));
-    let namespace = args.runtime.watched_namespace();
-    let mut wc = watcher::Config::default();
-    if let Some(sel) = args.runtime.watch_label_selector() {
-        wc = wc.labels(sel);
+    let manager = common::manager::Manager::start(CONTROLLER, args.runtime.clone()).await?;
+    if !manager.wait_for_leadership().await {
+        manager.finish().await;
+        return Ok(());
     }
-    let controller = controller(&runner, client, namespace.as_deref(), wc);
-    runner.run(controller, shutdown.wait()).await;
-    drop(ready_tx);
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let _ = metrics_server.await;
-        let _ = health_server.await;
-    })
-    .await;
+    // The base of impersonated clients: the same configuration the manager's client was built from.
+    let base = kube::Config::infer().await?;
+    let reconciler = KustomizationReconciler::new(manager.client(), Some(base), args.config());
+    let runner = manager.runner(reconciler);
+    let namespace = args.runtime.watched_namespace();
+    let controller = controller(
+        &runner,
+        manager.client(),
+        namespace.as_deref(),
+        manager.watcher_config(),
+    );
+    runner.run(controller, manager.stopped()).await;
+    manager.finish().await;
     Ok(())
 }

@@ -94,6 +94,10 @@ pub async fn start() -> Fx {
 }
 
 pub async fn start_with(config: Config) -> Fx {
+    start_full(config, 8).await
+}
+
+pub async fn start_full(config: Config, concurrency: u16) -> Fx {
     if let Ok(filter) = std::env::var("TEST_LOG") {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
@@ -133,7 +137,7 @@ pub async fn start_with(config: Config) -> Fx {
                 max: Duration::from_secs(1),
             },
             jitter: common::cli::IntervalJitter { percentage: 5 },
-            concurrency: 8,
+            concurrency,
         },
         sink.clone(),
         sink,

@@ -477,6 +477,12 @@ impl KustomizationReconciler {
     }
 }
 
+/// Flux's per-phase Reconciling message (kept on failure, so the condition names the phase that failed).
+fn progress(step: &Step, status: &mut KustomizationStatus, message: String) {
+    step.conditions(status.conditions.get_or_insert_with(Vec::new))
+        .mark_reconciling(reasons::PROGRESSING, &message);
+}
+
 fn is_sops_encrypted(obj: &Value) -> bool {
     obj["kind"] == "Secret" && obj["apiVersion"] == "v1" && obj.get("sops").is_some()
 }
@@ -521,6 +527,13 @@ impl Reconciler for KustomizationReconciler {
         }
 
         // 3. Artifact, into a temporary directory removed on every path.
+        let timeout = Self::timeout(obj);
+        let timeout_text = go_duration(timeout);
+        progress(
+            step,
+            status,
+            format!("Fetching manifests for revision {revision} with a timeout of {timeout_text}"),
+        );
         let tmp = tempfile::Builder::new()
             .prefix("kustomization-")
             .tempdir()
@@ -543,6 +556,11 @@ impl Reconciler for KustomizationReconciler {
         let dir =
             build::resolve_path(tmp.path(), obj.spec.path()).map_err(KustomizationError::Build)?;
         status.last_attempted_revision = Some(revision.clone());
+        progress(
+            step,
+            status,
+            format!("Building manifests for revision {revision} with a timeout of {timeout_text}"),
+        );
 
         // 4. Build.
         let client = self.client_for(obj).await?;
@@ -592,7 +610,11 @@ impl Reconciler for KustomizationReconciler {
         }
 
         // 5. Apply.
-        let timeout = Self::timeout(obj);
+        progress(
+            step,
+            status,
+            format!("Detecting drift for revision {revision} with a timeout of {timeout_text}"),
+        );
         let applier = Applier {
             client: &client,
             resolver: &self.resolver,
@@ -665,6 +687,11 @@ impl Reconciler for KustomizationReconciler {
             step.conditions(list).delete(condition_types::HEALTHY);
         } else {
             let was_healthy = common::conditions::is_true(list, condition_types::HEALTHY);
+            let message = format!(
+                "Running health checks for revision {revision} with a timeout of {timeout_text}"
+            );
+            step.conditions(list)
+                .mark_reconciling(reasons::PROGRESSING, &message);
             let is_new_revision = status.last_applied_revision.as_deref() != Some(&revision);
             let check_start = Instant::now();
             let opts = WaitOptions {
