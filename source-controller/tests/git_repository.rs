@@ -225,6 +225,39 @@ async fn wrong_and_invalid_credentials() {
     let obj = fx.wait_ready("right").await;
     assert_eq!(obj.artifact().unwrap().revision, format!("main@sha1:{sha}"));
 
+    // A fetch failure keeps the last good artifact served; recovery is announced with a `Succeeded` event.
+    let good = obj.artifact().unwrap().clone();
+    let set_password = |password: &'static str| {
+        let secrets = fx.secrets.clone();
+        async move {
+            let patch = serde_json::json!({"stringData": {"password": password}});
+            secrets
+                .patch(
+                    "right",
+                    &Default::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    set_password("wrong").await;
+    let failing = fx.request_reconcile("right", "fail-1").await;
+    assert_eq!(condition(&failing, "FetchFailed").unwrap().0, "True");
+    assert_eq!(ready(&failing).0, "False");
+    assert_eq!(failing.artifact().unwrap(), &good, "last artifact kept");
+    assert_eq!(download(&good.url).await.0, 200, "and still served");
+    set_password("right").await;
+    let recovered = fx.request_reconcile("right", "recover-1").await;
+    assert_eq!(ready(&recovered).0, "True");
+    assert!(condition(&recovered, "FetchFailed").is_none());
+    poll("recovery event", Duration::from_secs(10), || async {
+        fx.events_for("right")
+            .iter()
+            .any(|e| e.reason == "Succeeded")
+    })
+    .await;
+
     for name in ["wrong", "anonymous"] {
         let obj = fx
             .wait(name, |o| condition(o, "FetchFailed").is_some())
@@ -817,4 +850,46 @@ async fn ssh_identity_and_known_hosts() {
         "failed to configure authentication options: invalid 'ssh' auth option: 'known_hosts' is required"
     );
     fx.shutdown().await;
+}
+
+#[tokio::test]
+async fn recurse_submodules_includes_submodule_content() {
+    let repos = GitRepos::new();
+    repos.commit("lib.git", "main", &[("lib.yaml", "lib")], "lib");
+    repos.commit("app.git", "main", &[("app.yaml", "app")], "app");
+    repos.add_submodule("app.git", "lib.git", "vendor/lib");
+    let server = GitHttpServer::start(repos.root.path(), GitHttpOptions::default())
+        .await
+        .unwrap();
+    let fx = Fixture::start().await;
+    for (name, recurse) in [("flat", false), ("recursive", true)] {
+        let mut s = spec(&server.url("app.git"));
+        s.reference = Some(GitRepositoryRef {
+            branch: Some("main".into()),
+            ..Default::default()
+        });
+        s.recurse_submodules = Some(recurse);
+        fx.create(name, s).await;
+    }
+    let flat = fx.wait_ready("flat").await;
+    let (_, _, body) = download(&flat.artifact().unwrap().url).await;
+    assert!(!tar_paths(&body).contains(&"vendor/lib/lib.yaml".to_string()));
+    let recursive = fx.wait_ready("recursive").await;
+    assert_eq!(
+        recursive
+            .status
+            .as_ref()
+            .unwrap()
+            .observed_recurse_submodules,
+        Some(true)
+    );
+    let (_, _, body) = download(&recursive.artifact().unwrap().url).await;
+    let paths = tar_paths(&body);
+    assert!(
+        paths.contains(&"vendor/lib/lib.yaml".to_string()),
+        "{paths:?}"
+    );
+    assert!(!paths.iter().any(|p| p.ends_with(".git")), "{paths:?}");
+    fx.shutdown().await;
+    server.shutdown().await;
 }

@@ -409,7 +409,9 @@ pub struct Checkout {
 }
 
 /// Fetches what `resolved` names into a new repository at `dir` (shallow when a single ref is fetched) and
-/// checks the commit out there (only `sparse` paths when given).
+/// checks the commit out there (only `sparse` paths when given; submodules too, recursively, when asked, with
+/// the same credentials).
+#[allow(clippy::too_many_arguments)]
 pub fn checkout(
     url: &str,
     auth: &AuthOptions,
@@ -417,6 +419,7 @@ pub fn checkout(
     resolved: &Resolved,
     dir: &Path,
     sparse: Option<&[String]>,
+    recurse_submodules: bool,
     deadline: Instant,
 ) -> Result<Checkout, GitError> {
     let repo = Repository::init(dir)?;
@@ -478,6 +481,9 @@ pub fn checkout(
         }
     }
     repo.checkout_tree(commit.as_object(), Some(&mut co))?;
+    if recurse_submodules {
+        update_submodules(&repo, auth, deadline)?;
+    }
     let name = match reference {
         Reference::Branch(b) => Some(b.clone()),
         Reference::Commit { branch, .. } => branch.clone(),
@@ -496,6 +502,28 @@ pub fn checkout(
             .unwrap_or_default()
             .to_string(),
     })
+}
+
+fn update_submodules(
+    repo: &Repository,
+    auth: &AuthOptions,
+    deadline: Instant,
+) -> Result<(), GitError> {
+    for mut submodule in repo.submodules()? {
+        let headers = auth.headers();
+        let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let mut fetch = FetchOptions::new();
+        fetch
+            .remote_callbacks(auth.callbacks(deadline))
+            .proxy_options(auth.proxy_options())
+            .custom_headers(&header_refs);
+        let mut options = git2::SubmoduleUpdateOptions::new();
+        options.fetch(fetch);
+        submodule.update(true, Some(&mut options))?;
+        let nested = submodule.open()?;
+        update_submodules(&nested, auth, deadline)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -372,8 +372,8 @@ fn append_dir<W: Write>(
         if !(is_dir || meta.is_file()) {
             continue; // symlinks, sockets, ...
         }
-        if is_dir && path.file_name().is_some_and(|n| n == ".git") {
-            continue;
+        if path.file_name().is_some_and(|n| n == ".git") {
+            continue; // the repository, or a submodule's gitlink file
         }
         let ignored = rules.is_ignored(&path, is_dir);
         let rel = path

@@ -404,6 +404,26 @@ impl GitRepos {
         git(&wt, &["rev-parse", "HEAD"])
     }
 
+    /// Adds `sub` (a bare repository under the root, by local path) as a submodule of `repo` at `path`.
+    pub fn add_submodule(&self, repo: &str, sub: &str, path: &str) {
+        let wt = self.worktree(repo);
+        let url = self.bare_path(sub);
+        git(
+            &wt,
+            &[
+                "-c",
+                "protocol.file.allow=always",
+                "submodule",
+                "add",
+                "-q",
+                url.to_str().unwrap(),
+                path,
+            ],
+        );
+        git(&wt, &["commit", "-q", "-m", "add submodule"]);
+        git(&wt, &["push", "-q", "origin", "main"]);
+    }
+
     /// An annotated tag at the current commit of the work tree, pushed.
     pub fn tag(&self, repo: &str, tag: &str) {
         let wt = self.worktree(repo);

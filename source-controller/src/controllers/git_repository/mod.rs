@@ -290,6 +290,7 @@ impl GitRepositoryReconciler {
         let dir = tmp.path().to_path_buf();
         let url = obj.spec.url.clone();
         let sparse = obj.spec.sparse_checkout.clone().filter(|s| !s.is_empty());
+        let recurse = obj.spec.recurse_submodules();
         let checkout = {
             let dir = dir.clone();
             let reference = reference.clone();
@@ -301,6 +302,7 @@ impl GitRepositoryReconciler {
                     &resolved,
                     &dir,
                     sparse.as_deref(),
+                    recurse,
                     deadline,
                 )
             })
@@ -600,7 +602,23 @@ impl Reconciler for GitRepositoryReconciler {
         status: &mut GitRepositoryStatus,
         step: &mut Step,
     ) -> Result<Success, GitRepositoryError> {
-        self.run(obj, status, step).await
+        let was_failing = obj
+            .status
+            .as_ref()
+            .and_then(|s| common::conditions::get(s.conditions(), types::READY))
+            .is_some_and(|c| c.status == common::api::meta::ConditionStatus::False);
+        let result = self.run(obj, status, step).await;
+        // Recovery from a failure is announced, unless a new artifact already says it.
+        if let Ok(success) = &result
+            && was_failing
+            && !step
+                .events()
+                .iter()
+                .any(|e| e.reason == reasons::NEW_ARTIFACT)
+        {
+            step.event(Severity::Info, reasons::SUCCEEDED, success.message.clone());
+        }
+        result
     }
 
     async fn cleanup(&self, obj: &GitRepository) -> Result<(), GitRepositoryError> {
