@@ -878,6 +878,12 @@ impl Store {
         if rd.group == "apiextensions.k8s.io" && rd.plural == "customresourcedefinitions" {
             crd::set_crd_status(obj, &now());
         }
+        if rd.group.is_empty()
+            && rd.kind == "Secret"
+            && obj["type"].as_str().is_none_or(str::is_empty)
+        {
+            obj["type"] = json!("Opaque");
+        }
     }
 
     /// Store an object: bump the resourceVersion, record the event, apply CRD side effects.

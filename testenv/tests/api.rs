@@ -1600,6 +1600,7 @@ async fn s2_secret_string_data_becomes_base64_data() {
     .unwrap();
     let created = secrets.create(&PostParams::default(), &s).await.unwrap();
     assert!(created.string_data.is_none());
+    assert_eq!(created.type_.as_deref(), Some("Opaque"));
     let data = created.data.unwrap();
     assert_eq!(data["password"].0, b"hunter2");
     env.shutdown().await;
