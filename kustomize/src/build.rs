@@ -216,24 +216,24 @@ pub fn build(root: &Path, path: &Path, opts: &BuildOptions) -> Result<BuildOutpu
     let objects = resources
         .into_iter()
         .map(|mut r| {
-            if let Some(o) = r.origin.take() {
-                if let Some(Value::Map(a)) = r.obj.entry_map("metadata").map(|m| {
+            if let Some(o) = r.origin.take()
+                && let Some(Value::Map(a)) = r.obj.entry_map("metadata").map(|m| {
                     m.entry("annotations".to_string())
                         .or_insert_with(|| Value::Map(Default::default()))
-                }) {
-                    a.insert("config.kubernetes.io/origin".into(), Value::Str(o));
-                }
+                })
+            {
+                a.insert("config.kubernetes.io/origin".into(), Value::Str(o));
             }
-            if managed_by {
-                if let Some(Value::Map(l)) = r.obj.entry_map("metadata").map(|m| {
+            if managed_by
+                && let Some(Value::Map(l)) = r.obj.entry_map("metadata").map(|m| {
                     m.entry("labels".to_string())
                         .or_insert_with(|| Value::Map(Default::default()))
-                }) {
-                    l.insert(
-                        "app.kubernetes.io/managed-by".into(),
-                        Value::Str("kustomize-(devel)".into()),
-                    );
-                }
+                })
+            {
+                l.insert(
+                    "app.kubernetes.io/managed-by".into(),
+                    Value::Str("kustomize-(devel)".into()),
+                );
             }
             r.obj
         })
