@@ -550,6 +550,7 @@ impl Up {
         let ctrl_c = tokio::signal::ctrl_c();
         tokio::pin!(ctrl_c);
         let mut header_done = false;
+        let mut last_inventory = Vec::new();
         loop {
             self.check_children("testenv")?;
             let source =
@@ -576,9 +577,17 @@ impl Up {
                 if announced.get("ks") != Some(&key) {
                     match row.ready.as_str() {
                         "True" => {
-                            progress.push(format!("✔ applied {} ({})", row.revision, row.message));
-                            for id in inventory(k) {
-                                progress.push(format!("    {id}"));
+                            let mut line = format!("✔ applied revision {}", row.revision);
+                            if row.message != format!("Applied revision: {}", row.revision) {
+                                line.push_str(&format!(" ({})", row.message));
+                            }
+                            progress.push(line);
+                            let objects = inventory(k);
+                            if objects != last_inventory {
+                                for id in &objects {
+                                    progress.push(format!("    {id}"));
+                                }
+                                last_inventory = objects;
                             }
                         }
                         "False" => {
