@@ -301,10 +301,27 @@ async fn failures_apply_nothing_and_delete_nothing() {
         ks.condition("Ready")
             .unwrap()
             .message
-            .contains("dry-run failed"),
+            .starts_with("ConfigMap/nowhere/c not found"),
         "{:?}",
         ks.condition("Ready")
     );
+    check(&ks);
+    assert_untouched().await;
+
+    // A namespaced object without a namespace is refused as Flux refuses it.
+    let nameless = configmap("d", &[("z", "1")]).replace("  namespace: default\n", "");
+    fx.publish(
+        "repo",
+        "main@sha1:nonamespace",
+        &[("a.yaml", &a2), ("d.yaml", &nameless)],
+    )
+    .await;
+    let ks = fx
+        .wait_ks("apps", "namespace not specified", |ks| {
+            ks.condition("Ready")
+                .is_some_and(|c| c.message.starts_with("ConfigMap/d namespace not specified"))
+        })
+        .await;
     check(&ks);
     assert_untouched().await;
 

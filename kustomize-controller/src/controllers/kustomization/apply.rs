@@ -379,6 +379,24 @@ fn is_immutable_error(err: &kube::Error) -> bool {
     }
 }
 
+/// Flux's `DryRunErr` message.
+fn dry_run_error(meta: &ObjMeta, err: &kube::Error) -> ApplyError {
+    match err {
+        kube::Error::Api(s) if s.code == 404 => {
+            ApplyError::new(format!("{meta} not found: {}", s.message))
+        }
+        kube::Error::Api(s) => {
+            let reason = if s.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", s.reason)
+            };
+            ApplyError::new(format!("{meta} dry-run failed{reason}: {}", s.message))
+        }
+        other => ApplyError::new(format!("{meta} dry-run failed: {other}")),
+    }
+}
+
 fn to_value(obj: &DynamicObject) -> Value {
     serde_json::to_value(obj).unwrap_or(Value::Null)
 }
@@ -438,7 +456,9 @@ impl Applier<'_> {
                     .and_then(Value::as_str)
                     .is_none_or(str::is_empty)
                 {
-                    meta.insert("namespace".into(), Value::String("default".into()));
+                    return Err(ApplyError::new(format!(
+                        "{m} namespace not specified: the server could not find the requested resource"
+                    )));
                 }
             } else {
                 meta.remove("namespace");
@@ -479,17 +499,12 @@ impl Applier<'_> {
                         || any_in_metadata(&to_value(e), &[(KUSTOMIZE_FORCE, ENABLED_VALUE)])
                 });
                 if !force {
-                    return Err(ApplyError::new(format!(
-                        "{meta} dry-run failed: {}",
-                        api_message(&err)
-                    )));
+                    return Err(dry_run_error(&meta, &err));
                 }
                 self.recreate(&api, &meta).await?;
                 api.patch(&meta.name, &self.params(true), &Patch::Apply(&obj))
                     .await
-                    .map_err(|e| {
-                        ApplyError::new(format!("{meta} dry-run failed: {}", api_message(&e)))
-                    })?
+                    .map_err(|e| dry_run_error(&meta, &e))?
             }
         };
         let dry = to_value(&dry);
