@@ -904,10 +904,12 @@ pub fn parse_resources(text: &str, path: &Path) -> Result<Vec<Resource>> {
                     out.push(check_resource(d, path)?);
                 }
             }
-            _ => {
+            other => {
+                let mut shown = other.scalar_string().unwrap_or_else(|| "a list".into());
+                shown.truncate(80);
                 return Err(Error::Yaml {
                     file: path.to_path_buf(),
-                    message: "a resource document must be a map".into(),
+                    message: format!("a resource document must be a map, found '{shown}'"),
                 });
             }
         }

@@ -62,7 +62,7 @@ pub enum Error {
         message: String,
     },
     /// A field of a kustomization (or of a file it names) is wrong.
-    #[error("{file}: field `{field}`: {message}")]
+    #[error("{file}: {}{message}", field_prefix(field))]
     Field {
         /// The file.
         file: PathBuf,
@@ -81,6 +81,14 @@ pub enum Error {
         /// The feature.
         what: String,
     },
+}
+
+fn field_prefix(field: &str) -> String {
+    if field.is_empty() {
+        String::new()
+    } else {
+        format!("field `{field}`: ")
+    }
 }
 
 /// Result alias.
