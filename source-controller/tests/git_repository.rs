@@ -8,7 +8,9 @@ mod support;
 use std::time::Duration;
 
 use common::api::meta::LocalObjectReference;
-use common::api::source_v1::{GitRepositoryInclude, GitRepositoryRef};
+use common::api::source_v1::{
+    GitRepositoryInclude, GitRepositoryRef, GitRepositoryVerification, GitVerificationMode,
+};
 use kube::ResourceExt;
 use support::*;
 use testenv::git_http::{GitHttpOptions, GitHttpServer};
@@ -890,6 +892,122 @@ async fn recurse_submodules_includes_submodule_content() {
         "{paths:?}"
     );
     assert!(!paths.iter().any(|p| p.ends_with(".git")), "{paths:?}");
+    fx.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn ssh_signature_verification_of_head_and_tag() {
+    let keys = tempfile::tempdir().unwrap();
+    let (author_key, author_pub) = ssh_keypair(keys.path(), "author");
+    let (_, stranger_pub) = ssh_keypair(keys.path(), "stranger");
+    let repos = GitRepos::new();
+    let sha = repos.commit_signed("app.git", &[("a.yaml", "a")], "signed", &author_key);
+    repos.tag_signed("app.git", "v1.0.0", &author_key);
+    repos.commit("unsigned.git", "main", &[("a.yaml", "a")], "unsigned");
+    let server = GitHttpServer::start(repos.root.path(), GitHttpOptions::default())
+        .await
+        .unwrap();
+    let fx = Fixture::start().await;
+    fx.secret("author", &[("author.sshpub", &author_pub)]).await;
+    fx.secret("stranger", &[("stranger.sshpub", &stranger_pub)])
+        .await;
+    let verified = |repo: &str, r: GitRepositoryRef, mode: GitVerificationMode, secret: &str| {
+        let mut s = spec(&server.url(repo));
+        s.reference = Some(r);
+        s.verification = Some(GitRepositoryVerification {
+            mode,
+            secret_ref: LocalObjectReference {
+                name: secret.into(),
+            },
+        });
+        s
+    };
+    let main = || GitRepositoryRef {
+        branch: Some("main".into()),
+        ..Default::default()
+    };
+    let tag = || GitRepositoryRef {
+        tag: Some("v1.0.0".into()),
+        ..Default::default()
+    };
+    fx.create(
+        "head",
+        verified("app.git", main(), GitVerificationMode::Head, "author"),
+    )
+    .await;
+    fx.create(
+        "tag-and-head",
+        verified("app.git", tag(), GitVerificationMode::TagAndHead, "author"),
+    )
+    .await;
+    fx.create(
+        "stranger",
+        verified("app.git", main(), GitVerificationMode::Head, "stranger"),
+    )
+    .await;
+    fx.create(
+        "unsigned",
+        verified("unsigned.git", main(), GitVerificationMode::Head, "author"),
+    )
+    .await;
+    fx.create(
+        "tag-on-branch",
+        verified("app.git", main(), GitVerificationMode::Tag, "author"),
+    )
+    .await;
+
+    let obj = fx.wait_ready("head").await;
+    let (status, reason, message) = condition(&obj, "SourceVerified").unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Succeeded"));
+    assert!(
+        message.starts_with(&format!(
+            "verified signature of\n\t- commit '{sha}' with key 'SHA256:"
+        )),
+        "{message}"
+    );
+    assert_eq!(
+        obj.status
+            .as_ref()
+            .unwrap()
+            .source_verification_mode
+            .as_deref(),
+        Some("HEAD")
+    );
+    let obj = fx.wait_ready("tag-and-head").await;
+    let message = condition(&obj, "SourceVerified").unwrap().2;
+    assert!(message.contains("- tag 'v1.0.0' with key"), "{message}");
+    assert!(
+        message.contains(&format!("- commit '{sha}' with key")),
+        "{message}"
+    );
+
+    for (name, reason) in [
+        ("stranger", "InvalidCommitSignature"),
+        ("unsigned", "InvalidCommitSignature"),
+    ] {
+        let obj = fx
+            .wait(name, |o| condition(o, "SourceVerified").is_some())
+            .await;
+        let (status, r, message) = condition(&obj, "SourceVerified").unwrap();
+        assert_eq!(
+            (status.as_str(), r.as_str()),
+            ("False", reason),
+            "{message}"
+        );
+        assert_eq!(ready(&obj).0, "False");
+        assert!(
+            obj.artifact().is_none(),
+            "no artifact for an unverified commit"
+        );
+    }
+    let obj = fx
+        .wait("tag-on-branch", |o| condition(o, "Stalled").is_some())
+        .await;
+    assert_eq!(
+        condition(&obj, "SourceVerified").unwrap().2,
+        "cannot verify tag object's signature if a tag reference is not specified"
+    );
     fx.shutdown().await;
     server.shutdown().await;
 }

@@ -4,6 +4,7 @@
 
 pub mod known_hosts;
 pub mod semver;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::path::Path;

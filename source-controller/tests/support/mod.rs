@@ -424,6 +424,61 @@ impl GitRepos {
         git(&wt, &["push", "-q", "origin", "main"]);
     }
 
+    /// Like [`GitRepos::commit`] on `main`, SSH-signed with the private key at `key`.
+    pub fn commit_signed(
+        &self,
+        repo: &str,
+        files: &[(&str, &str)],
+        message: &str,
+        key: &Path,
+    ) -> String {
+        let wt = self.worktree(repo);
+        for (path, content) in files {
+            let p = wt.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, content).unwrap();
+        }
+        let signing = format!("user.signingkey={}", key.display());
+        git(&wt, &["add", "-A"]);
+        git(
+            &wt,
+            &[
+                "-c",
+                "gpg.format=ssh",
+                "-c",
+                &signing,
+                "commit",
+                "-q",
+                "-S",
+                "-m",
+                message,
+            ],
+        );
+        git(&wt, &["push", "-q", "origin", "main"]);
+        git(&wt, &["rev-parse", "HEAD"])
+    }
+
+    /// An SSH-signed annotated tag at the current commit, pushed.
+    pub fn tag_signed(&self, repo: &str, tag: &str, key: &Path) {
+        let wt = self.worktree(repo);
+        let signing = format!("user.signingkey={}", key.display());
+        git(
+            &wt,
+            &[
+                "-c",
+                "gpg.format=ssh",
+                "-c",
+                &signing,
+                "tag",
+                "-s",
+                tag,
+                "-m",
+                tag,
+            ],
+        );
+        git(&wt, &["push", "-q", "origin", tag]);
+    }
+
     /// An annotated tag at the current commit of the work tree, pushed.
     pub fn tag(&self, repo: &str, tag: &str) {
         let wt = self.worktree(repo);
@@ -528,4 +583,17 @@ impl Drop for Sshd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A generated ed25519 key pair: (private key path, public key line).
+pub fn ssh_keypair(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    (path, public)
 }

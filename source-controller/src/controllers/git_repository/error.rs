@@ -5,6 +5,7 @@ use std::time::Duration;
 use common::api::meta::reasons;
 use common::reconcile::{ErrorKind, FluxError};
 
+use crate::git::verify::VerifyError;
 use crate::git::{AuthError, GitError};
 use crate::storage::StorageError;
 
@@ -79,9 +80,9 @@ pub enum GitRepositoryError {
     /// Storing the artifact failed.
     #[error(transparent)]
     Storage(StorageError),
-    /// `spec.verify` is set, and Riptide does not verify signatures yet. Stalls.
-    #[error("commit signature verification (spec.verify) is not supported yet")]
-    VerifyUnsupported,
+    /// A signature did not verify (`spec.verify`).
+    #[error(transparent)]
+    Verification(VerifyError),
 }
 
 fn checkout_message(source: &GitError, timeout: Duration) -> String {
@@ -118,7 +119,7 @@ impl GitRepositoryError {
                 StorageError::Io { .. } => reasons::READ_OPERATION_FAILED,
                 StorageError::Archive(_) => reasons::ARCHIVE_OPERATION_FAILED,
             },
-            GitRepositoryError::VerifyUnsupported => reasons::VERIFICATION_ERROR,
+            GitRepositoryError::Verification(e) => e.reason(),
         }
     }
 
@@ -144,7 +145,7 @@ impl FluxError for GitRepositoryError {
         match self {
             GitRepositoryError::InvalidUrl { .. }
             | GitRepositoryError::Auth(_)
-            | GitRepositoryError::VerifyUnsupported => ErrorKind::Stalled,
+            | GitRepositoryError::Verification(VerifyError::NoTagReference) => ErrorKind::Stalled,
             GitRepositoryError::Checkout {
                 source: GitError::SemverInvalid(_),
                 ..

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::api::meta::{condition_types as types, reasons};
 use common::api::source_v1::{
     Artifact, GIT_REPOSITORY_KIND, GROUP, GitRepository, GitRepositoryInclude, GitRepositoryStatus,
+    GitVerificationMode,
 };
 use common::conditions::format_time;
 use common::events::{META_DIGEST_KEY, META_REVISION_KEY, metadata_key};
@@ -21,7 +22,7 @@ use tracing::{debug, info};
 use url::Url;
 
 pub use self::error::GitRepositoryError;
-use crate::git::{self, AuthOptions, Reference, Resolved};
+use crate::git::{self, AuthOptions, Reference, Resolved, verify};
 use crate::storage::{self, Storage, artifact_path, ignore::IgnoreRules};
 
 /// Flux's Ready summary for GitRepository (`gitRepositoryReadyCondition`).
@@ -233,22 +234,39 @@ impl GitRepositoryReconciler {
         // Storage: the stored artifact must still be there, with its digest.
         self.reconcile_storage(status, step);
 
-        // Verification is not implemented: say so instead of pretending.
-        if obj.spec.verification.is_some() {
-            let err = GitRepositoryError::VerifyUnsupported;
-            step.conditions(status.conditions_mut()).mark_false(
-                types::SOURCE_VERIFIED,
-                reasons::VERIFICATION_ERROR,
-                &err.to_string(),
-            );
-            return Err(err);
-        }
-        step.conditions(status.conditions_mut())
-            .delete(types::SOURCE_VERIFIED);
-        status.source_verification_mode = None;
+        // Verification keys, when asked for.
+        let verify = match &obj.spec.verification {
+            Some(v) => {
+                let keys = match self.secret(&namespace, &v.secret_ref.name).await {
+                    Ok(data) => {
+                        verify::load_keys(&format!("{namespace}/{}", v.secret_ref.name), &data)
+                            .map_err(GitRepositoryError::Verification)
+                    }
+                    Err(err) => Err(err),
+                };
+                match keys {
+                    Ok(keys) => Some((v.mode.normalized(), keys)),
+                    Err(err) => {
+                        step.conditions(status.conditions_mut()).mark_false(
+                            types::SOURCE_VERIFIED,
+                            reasons::VERIFICATION_ERROR,
+                            &err.to_string(),
+                        );
+                        return Err(err);
+                    }
+                }
+            }
+            None => {
+                step.conditions(status.conditions_mut())
+                    .delete(types::SOURCE_VERIFIED);
+                status.source_verification_mode = None;
+                None
+            }
+        };
 
         // Source: URL, credentials, includes, remote revision.
-        let result = self.reconcile_source(obj, status, step).await;
+        let verify_mode = verify.as_ref().map(|(mode, _)| mode.as_str());
+        let result = self.reconcile_source(obj, status, step, verify_mode).await;
         let (auth, reference, resolved, includes) = match result {
             Ok(Some(v)) => v,
             Ok(None) => {
@@ -294,8 +312,9 @@ impl GitRepositoryReconciler {
         let checkout = {
             let dir = dir.clone();
             let reference = reference.clone();
+            let verify = verify.clone();
             blocking(timeout_of(obj), move |deadline| {
-                git::checkout(
+                let checkout = git::checkout(
                     &url,
                     &auth,
                     &reference,
@@ -304,11 +323,14 @@ impl GitRepositoryReconciler {
                     sparse.as_deref(),
                     recurse,
                     deadline,
-                )
+                )?;
+                let verified = verify
+                    .map(|(mode, keys)| verify_checkout(&dir, &checkout, &reference, mode, &keys));
+                Ok((checkout, verified))
             })
             .await
         };
-        let checkout = match checkout {
+        let (checkout, verified) = match checkout {
             Ok(c) => c,
             Err(source) => {
                 let err = GitRepositoryError::Checkout {
@@ -325,6 +347,26 @@ impl GitRepositoryReconciler {
         };
         step.conditions(status.conditions_mut())
             .delete(types::FETCH_FAILED);
+        match verified {
+            None => {}
+            Some(Ok(message)) => {
+                step.conditions(status.conditions_mut()).mark_true(
+                    types::SOURCE_VERIFIED,
+                    reasons::SUCCEEDED,
+                    &message,
+                );
+                status.source_verification_mode = verify_mode.map(str::to_string);
+            }
+            Some(Err(source)) => {
+                let err = GitRepositoryError::Verification(source);
+                step.conditions(status.conditions_mut()).mark_false(
+                    types::SOURCE_VERIFIED,
+                    err.reason_str(),
+                    &err.to_string(),
+                );
+                return Err(err);
+            }
+        }
         if let Err(err) = self.copy_includes(obj, &includes, &dir).await {
             step.conditions(status.conditions_mut()).mark_true(
                 types::INCLUDE_UNAVAILABLE,
@@ -420,6 +462,7 @@ impl GitRepositoryReconciler {
         obj: &GitRepository,
         status: &mut GitRepositoryStatus,
         step: &mut Step,
+        verify_mode: Option<&str>,
     ) -> Result<Option<(AuthOptions, Reference, Resolved, Vec<Artifact>)>, GitRepositoryError> {
         let url = Url::parse(&obj.spec.url).map_err(|e| GitRepositoryError::InvalidUrl {
             url: common::telemetry::mask_url_credentials(&obj.spec.url),
@@ -488,7 +531,10 @@ impl GitRepositoryReconciler {
             .as_ref()
             .is_some_and(|a| a.has_revision(&resolved.revision))
             && !content_config_changed(obj)
-            && !includes_differ(&includes, status.included_artifacts.as_ref());
+            && !includes_differ(&includes, status.included_artifacts.as_ref())
+            && (verify_mode.is_none()
+                || (status.source_verification_mode.as_deref() == verify_mode
+                    && common::conditions::is_true(status.conditions(), types::SOURCE_VERIFIED)));
         if unchanged {
             info!(revision = %resolved.revision, "no changes since last reconciliation");
             let message = format!("stored artifact for revision '{}'", resolved.revision);
@@ -522,6 +568,37 @@ impl GitRepositoryReconciler {
         }
         Ok(())
     }
+}
+
+/// Verifies the checked-out commit and/or tag as `mode` asks; returns Flux's `SourceVerified` message.
+fn verify_checkout(
+    dir: &Path,
+    checkout: &git::Checkout,
+    reference: &Reference,
+    mode: GitVerificationMode,
+    keys: &[ssh_key::PublicKey],
+) -> Result<String, verify::VerifyError> {
+    let repo = git2::Repository::open(dir)
+        .map_err(|e| verify::VerifyError::Git(e.message().to_string()))?;
+    let mut lines = Vec::new();
+    if mode.verify_tag() {
+        let tag = match reference {
+            Reference::Tag(t) => t.clone(),
+            Reference::SemVer(_) => checkout
+                .revision
+                .split_once("@sha1:")
+                .map(|(t, _)| t.to_string())
+                .ok_or(verify::VerifyError::NoTagReference)?,
+            _ => return Err(verify::VerifyError::NoTagReference),
+        };
+        let key = verify::verify_tag(&repo, &tag, keys)?;
+        lines.push(format!("- tag '{tag}' with key '{key}'"));
+    }
+    if mode.verify_head() {
+        let key = verify::verify_commit(&repo, &checkout.sha, keys)?;
+        lines.push(format!("- commit '{}' with key '{key}'", checkout.sha));
+    }
+    Ok(format!("verified signature of\n\t{}", lines.join("\n\t")))
 }
 
 fn clean_relative(p: &str) -> Option<PathBuf> {
