@@ -41,6 +41,26 @@ use store::Store;
 /// (a real cluster is asynchronous too: `kubectl delete -f` of a namespace and its objects must work).
 pub const NAMESPACE_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
 
+/// How a server is started. `Options::default()` is a plain in-memory server.
+///
+/// Each capability of the server (persistence, simulated workloads, TLS, authentication) has its own field, so
+/// tests say what they need: `Options::default().data_dir(dir)`.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Options {
+    /// Load objects from and save them to `data_dir/state.json`.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Options {
+    /// Persist objects in `dir`.
+    #[must_use]
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+}
+
 /// A running API server.
 pub struct Server {
     url: String,
@@ -52,7 +72,14 @@ pub struct Server {
 impl Server {
     /// Bind `listen` and serve. With `data_dir`, objects are loaded from and saved to `data_dir/state.json`.
     pub async fn start(listen: SocketAddr, data_dir: Option<&Path>) -> Result<Self, Error> {
-        let data_file = match data_dir {
+        let mut options = Options::default();
+        options.data_dir = data_dir.map(Path::to_path_buf);
+        Self::start_with(listen, options).await
+    }
+
+    /// Bind `listen` and serve with `options`.
+    pub async fn start_with(listen: SocketAddr, options: Options) -> Result<Self, Error> {
+        let data_file = match options.data_dir.as_deref() {
             Some(d) => {
                 std::fs::create_dir_all(d)?;
                 Some(d.join("state.json"))
@@ -186,7 +213,12 @@ pub struct TestEnv {
 impl TestEnv {
     /// Start a fresh, empty (but for the default namespaces) API server.
     pub async fn start() -> Result<Self, Error> {
-        let server = Server::start(SocketAddr::from(([127, 0, 0, 1], 0)), None).await?;
+        Self::start_with(Options::default()).await
+    }
+
+    /// Start a server with `options` on a random loopback port.
+    pub async fn start_with(options: Options) -> Result<Self, Error> {
+        let server = Server::start_with(SocketAddr::from(([127, 0, 0, 1], 0)), options).await?;
         let dir = tempfile::tempdir()?;
         let kubeconfig = dir.path().join("kubeconfig");
         write_kubeconfig(&kubeconfig, server.url())?;
