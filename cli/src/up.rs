@@ -557,7 +557,14 @@ impl Up {
                 get_dynamic(client, status::GIT_REPOSITORY, &args.namespace, &args.name).await;
             let ks = get_dynamic(client, status::KUSTOMIZATION, &args.namespace, &args.name).await;
             let mut progress = Vec::new();
-            if let Some(src) = &source {
+            // Status left from an earlier run (testenv keeps its objects) is not news: wait until the source has
+            // seen its current spec, and the Kustomization has applied what the source now holds.
+            let source_current = source.as_ref().is_some_and(observed_current);
+            let source_revision = source
+                .as_ref()
+                .filter(|_| source_current)
+                .map(|s| status::row_of("GitRepository", s).revision);
+            if let Some(src) = source.as_ref().filter(|_| source_current) {
                 let row = status::row_of("GitRepository", src);
                 let key = format!("source:{}:{}", row.ready, row.revision);
                 if announced.get("source") != Some(&key) {
@@ -570,7 +577,18 @@ impl Up {
                 }
             }
             let mut ready = false;
-            if let Some(k) = &ks {
+            let ks_current = ks.as_ref().filter(|k| {
+                observed_current(k)
+                    && source_revision.as_deref().is_some_and(|r| {
+                        [
+                            "/status/lastAppliedRevision",
+                            "/status/lastAttemptedRevision",
+                        ]
+                        .iter()
+                        .any(|p| k.pointer(p).and_then(Value::as_str) == Some(r))
+                    })
+            });
+            if let Some(k) = ks_current {
                 let row = status::row_of("Kustomization", k);
                 ready = row.ready == "True";
                 let key = format!("ks:{}:{}:{}", row.ready, row.revision, row.message);
@@ -645,6 +663,16 @@ impl Up {
             }
         }
     }
+}
+
+/// Whether an object's status describes its current spec (`status.observedGeneration == metadata.generation`).
+fn observed_current(obj: &Value) -> bool {
+    let generation = obj.pointer("/metadata/generation").and_then(Value::as_i64);
+    generation.is_some()
+        && obj
+            .pointer("/status/observedGeneration")
+            .and_then(Value::as_i64)
+            == generation
 }
 
 async fn get_dynamic(

@@ -513,6 +513,7 @@ async fn deletion_policies() {
             ("mirror/cm.yaml", &configmap("by-mirror", &[])),
             ("suspended/cm.yaml", &configmap("by-suspended", &[])),
             ("noprune/cm.yaml", &configmap("by-noprune", &[])),
+            ("wait/cm.yaml", &configmap("by-wait", &[])),
         ],
     )
     .await;
@@ -543,9 +544,13 @@ async fn deletion_policies() {
         )
         .await
         .unwrap();
-    for name in ["delete", "orphan", "mirror", "suspended", "noprune"] {
+    for name in ["delete", "orphan", "mirror", "suspended", "noprune", "wait"] {
         delete_and_wait(&fx, name).await;
     }
+    assert!(
+        fx.configmap("default", "by-wait").await.is_none(),
+        "WaitForTermination deletes"
+    );
     assert!(
         fx.configmap("default", "by-delete").await.is_none(),
         "Delete deletes even without prune"
@@ -607,5 +612,49 @@ async fn missing_source_and_artifact_wait_for_the_source() {
         .await;
     fx.wait_applied("early", REV1).await;
     assert!(fx.configmap("default", "late").await.is_some());
+    fx.stop().await;
+}
+
+#[tokio::test]
+async fn kubeconfig_secret_targets_another_cluster_and_exec_is_refused() {
+    let fx = start().await;
+    // The "remote" cluster is a second testenv.
+    let remote = testenv::TestEnv::start().await.unwrap();
+    let secrets: Api<Secret> = Api::namespaced(fx.client.clone(), "default");
+    let kubeconfig = testenv::kubeconfig_yaml(remote.url());
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "remote"}, "stringData": {"value": kubeconfig}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let exec = format!(
+        "{kubeconfig}\n"
+    )
+    .replace("users:", "users:\n- name: exec-user\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: /bin/true");
+    secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "exec"}, "stringData": {"value": exec}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    fx.create_repo("repo").await;
+    fx.publish("repo", REV1, &[("cm.yaml", &configmap("remote-cm", &[("v", "1")]))]).await;
+    fx.create_ks("remote", json!({"kubeConfig": {"secretRef": {"name": "remote"}}})).await;
+    fx.wait_applied("remote", REV1).await;
+    let remote_cms: Api<ConfigMap> = Api::namespaced(remote.client(), "default");
+    assert!(remote_cms.get_opt("remote-cm").await.unwrap().is_some(), "applied to the remote cluster");
+    assert!(fx.configmap("default", "remote-cm").await.is_none(), "not to the local one");
+
+    fx.create_ks("exec", json!({"kubeConfig": {"secretRef": {"name": "exec"}}})).await;
+    let ks = fx.wait_failed("exec", "ReconciliationFailed").await;
+    assert!(
+        ks.condition("Ready").unwrap().message.contains("exec plugins are not allowed"),
+        "{:?}",
+        ks.condition("Ready")
+    );
+    remote.shutdown().await;
     fx.stop().await;
 }

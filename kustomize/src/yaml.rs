@@ -28,6 +28,13 @@ pub fn parse_documents(text: &str) -> Result<Vec<Value>, String> {
         {
             *s = std::borrow::Cow::Borrowed("");
         }
+        // go-yaml (which kustomize uses) keeps an extra line break where a
+        // folded scalar moves from a normal line to a more-indented one.
+        if let Event::Scalar(s, ScalarStyle::Folded, _, _) = &mut ev
+            && s.contains("\n ")
+        {
+            *s = std::borrow::Cow::Owned(go_yaml_folding(s));
+        }
         // A block scalar that ends the input without a final line break has no
         // trailing newline (clip chomping); the parser adds one regardless.
         if no_final_newline
@@ -54,6 +61,25 @@ pub fn parse_one(text: &str) -> Result<Value, String> {
         .into_iter()
         .next()
         .unwrap_or(Value::Null))
+}
+
+/// Doubles the line break between a normal line and a following
+/// more-indented line of a folded scalar, as go-yaml reads it.
+fn go_yaml_folding(s: &str) -> String {
+    let lines: Vec<&str> = s.split('\n').collect();
+    let mut out = String::with_capacity(s.len() + 8);
+    for (i, line) in lines.iter().enumerate() {
+        out.push_str(line);
+        if i + 1 < lines.len() {
+            out.push('\n');
+            let next = lines[i + 1];
+            let blank_led = |l: &str| l.starts_with(' ') || l.starts_with('\t');
+            if !line.is_empty() && !blank_led(line) && blank_led(next) {
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 enum Frame {

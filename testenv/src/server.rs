@@ -41,6 +41,18 @@ pub struct LoggedRequest {
     pub status: u16,
 }
 
+/// Who made a request, as the authentication layer decided it. That layer puts it into the response's
+/// extensions, where the request log reads it; with authentication off it is absent (anonymous admin).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestUser {
+    /// The user the request is authorized as (the impersonated one, when impersonating).
+    pub user: String,
+    /// Its groups.
+    pub groups: Vec<String>,
+    /// The authenticated user that impersonated `user`, if any.
+    pub impersonated_by: Option<String>,
+}
+
 /// A fault-injection hook: return `Some(error)` to fail the request before it reaches the store.
 pub type FaultHook = Arc<dyn Fn(&Method, &str) -> Option<ApiError> + Send + Sync>;
 

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::api::notification_v1beta3::{Alert, Provider};
 use common::events::{EventRecorder, FluxEvent, Severity};
@@ -70,6 +70,26 @@ pub struct Stats {
     pub failed: AtomicU64,
 }
 
+/// Why a notification was not queued.
+enum EnqueueError {
+    /// The Alert, Provider or event cannot be dispatched.
+    Refused(String),
+    /// The Provider's queue is full.
+    Dropped(String),
+}
+
+impl From<&str> for EnqueueError {
+    fn from(message: &str) -> Self {
+        EnqueueError::Refused(message.to_owned())
+    }
+}
+
+impl From<String> for EnqueueError {
+    fn from(message: String) -> Self {
+        EnqueueError::Refused(message)
+    }
+}
+
 struct Delivery {
     alert: Arc<Alert>,
     event: FluxEvent,
@@ -89,7 +109,16 @@ pub struct Dispatcher {
     queues: Mutex<HashMap<ProviderKey, mpsc::Sender<Delivery>>>,
     http: reqwest::Client,
     stats: Stats,
+    /// Kubernetes Events being created: bounded so that a flood of failures cannot pile up tasks.
+    warnings: Arc<Semaphore>,
+    /// Per Alert: when drops were last reported, and how many were not reported since.
+    drops: Mutex<HashMap<ProviderKey, (Instant, u64)>>,
 }
+
+/// How often drops for one Alert are reported (one Warning and one error line per window).
+pub const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(10);
+/// Kubernetes Events created concurrently at most; beyond, warnings are logged only.
+const MAX_WARNINGS_IN_FLIGHT: usize = 16;
 
 impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -133,6 +162,8 @@ impl Dispatcher {
             queues: Mutex::new(HashMap::new()),
             http,
             stats: Stats::default(),
+            warnings: Arc::new(Semaphore::new(MAX_WARNINGS_IN_FLIGHT)),
+            drops: Mutex::new(HashMap::new()),
         })
     }
 
@@ -175,19 +206,47 @@ impl Dispatcher {
     }
 
     fn warn_on(&self, alert: &Alert, reason: &'static str, message: String) {
+        let Ok(permit) = self.warnings.clone().try_acquire_owned() else {
+            debug!(reason, "too many Kubernetes events in flight, not recording this one");
+            return;
+        };
         let recorder = self.recorder.clone();
         let reference = alert.object_ref(&());
         tokio::spawn(async move {
             recorder
-                .publish(
-                    &reference,
-                    Severity::Error,
-                    reason,
-                    &message,
-                    BTreeMap::new(),
-                )
+                .publish(&reference, Severity::Error, reason, &message, BTreeMap::new())
                 .await;
+            drop(permit);
         });
+    }
+
+    /// Reports a dropped notification: at most once per [`DROP_REPORT_INTERVAL`] and Alert, with the count of
+    /// drops since the previous report.
+    fn report_drop(&self, alert: &Alert, object: &str, message: &str) {
+        let key = (alert.namespace().unwrap_or_default(), alert.name_any());
+        let now = Instant::now();
+        let unreported = {
+            let mut drops = self.drops.lock().unwrap_or_else(PoisonError::into_inner);
+            let entry = drops.entry(key).or_insert((now, u64::MAX));
+            if entry.1 != u64::MAX && now.duration_since(entry.0) < DROP_REPORT_INTERVAL {
+                entry.1 += 1;
+                return;
+            }
+            let unreported = if entry.1 == u64::MAX { 0 } else { entry.1 };
+            *entry = (now, 0);
+            unreported
+        };
+        let more = if unreported > 0 {
+            format!(" ({unreported} more dropped since the last report)")
+        } else {
+            String::new()
+        };
+        error!(alert = %alert.name_any(), error = %message, "failed to dispatch notification{more}");
+        self.warn_on(
+            alert,
+            DISPATCH_FAILED_REASON,
+            format!("failed to dispatch notification for {object}: {message}{more}"),
+        );
     }
 
     async fn handle(self: &Arc<Self>, event: FluxEvent) {
@@ -239,8 +298,15 @@ impl Dispatcher {
         }
         info!(object = %object, message = %event.message, "dispatching event");
         for alert in matched {
-            if let Err(message) = self.enqueue(&event, alert.clone()) {
+            if let Err(failure) = self.enqueue(&event, alert.clone()) {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                let message = match failure {
+                    EnqueueError::Dropped(message) => {
+                        self.report_drop(&alert, &object, &message);
+                        continue;
+                    }
+                    EnqueueError::Refused(message) => message,
+                };
                 error!(alert = %alert.name_any(), error = %message, "failed to dispatch notification");
                 self.warn_on(
                     &alert,
@@ -274,7 +340,7 @@ impl Dispatcher {
         }
     }
 
-    fn enqueue(self: &Arc<Self>, event: &FluxEvent, alert: Arc<Alert>) -> Result<(), String> {
+    fn enqueue(self: &Arc<Self>, event: &FluxEvent, alert: Arc<Alert>) -> Result<(), EnqueueError> {
         let alert_ns = alert.namespace().unwrap_or_default();
         if self.no_cross_namespace_refs
             && event.involved_object.namespace.as_deref() != Some(alert_ns.as_str())
@@ -284,7 +350,8 @@ impl Dispatcher {
                  event from '{}', cross-namespace references have been blocked",
                 alert.name_any(),
                 involved_object_string(event)
-            ));
+            )
+            .into());
         }
         let provider_name = &alert.spec.provider_ref.name.clone();
         let provider = self
@@ -344,13 +411,13 @@ impl Dispatcher {
                 self.stats.queued.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(_)) => Err(format!(
+            Err(mpsc::error::TrySendError::Full(_)) => Err(EnqueueError::Dropped(format!(
                 "provider '{provider_name}' has {} notifications waiting, notification dropped",
                 self.config.provider_queue_capacity
+            ))),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(EnqueueError::Refused(
+                "the provider's queue is closed".into(),
             )),
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                Err("the provider's queue is closed".into())
-            }
         }
     }
 
