@@ -533,7 +533,12 @@ async fn deletion_policies() {
         .await;
     fx.create_ks("noprune", json!({"path": "./noprune", "prune": false}))
         .await;
-    for name in ["delete", "orphan", "mirror", "suspended", "noprune"] {
+    fx.create_ks(
+        "wait",
+        json!({"path": "./wait", "prune": false, "deletionPolicy": "WaitForTermination"}),
+    )
+    .await;
+    for name in ["delete", "orphan", "mirror", "suspended", "noprune", "wait"] {
         fx.wait_applied(name, REV1).await;
     }
     fx.ks
@@ -625,7 +630,10 @@ async fn kubeconfig_secret_targets_another_cluster_and_exec_is_refused() {
     secrets
         .create(
             &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "remote"}, "stringData": {"value": kubeconfig}})).unwrap(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "remote"}, "stringData": {"value": kubeconfig}}),
+            )
+            .unwrap(),
         )
         .await
         .unwrap();
@@ -636,22 +644,47 @@ async fn kubeconfig_secret_targets_another_cluster_and_exec_is_refused() {
     secrets
         .create(
             &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "exec"}, "stringData": {"value": exec}})).unwrap(),
+            &serde_json::from_value(
+                json!({"metadata": {"name": "exec"}, "stringData": {"value": exec}}),
+            )
+            .unwrap(),
         )
         .await
         .unwrap();
     fx.create_repo("repo").await;
-    fx.publish("repo", REV1, &[("cm.yaml", &configmap("remote-cm", &[("v", "1")]))]).await;
-    fx.create_ks("remote", json!({"kubeConfig": {"secretRef": {"name": "remote"}}})).await;
+    fx.publish(
+        "repo",
+        REV1,
+        &[("cm.yaml", &configmap("remote-cm", &[("v", "1")]))],
+    )
+    .await;
+    fx.create_ks(
+        "remote",
+        json!({"kubeConfig": {"secretRef": {"name": "remote"}}}),
+    )
+    .await;
     fx.wait_applied("remote", REV1).await;
     let remote_cms: Api<ConfigMap> = Api::namespaced(remote.client(), "default");
-    assert!(remote_cms.get_opt("remote-cm").await.unwrap().is_some(), "applied to the remote cluster");
-    assert!(fx.configmap("default", "remote-cm").await.is_none(), "not to the local one");
+    assert!(
+        remote_cms.get_opt("remote-cm").await.unwrap().is_some(),
+        "applied to the remote cluster"
+    );
+    assert!(
+        fx.configmap("default", "remote-cm").await.is_none(),
+        "not to the local one"
+    );
 
-    fx.create_ks("exec", json!({"kubeConfig": {"secretRef": {"name": "exec"}}})).await;
+    fx.create_ks(
+        "exec",
+        json!({"kubeConfig": {"secretRef": {"name": "exec"}}}),
+    )
+    .await;
     let ks = fx.wait_failed("exec", "ReconciliationFailed").await;
     assert!(
-        ks.condition("Ready").unwrap().message.contains("exec plugins are not allowed"),
+        ks.condition("Ready")
+            .unwrap()
+            .message
+            .contains("exec plugins are not allowed"),
         "{:?}",
         ks.condition("Ready")
     );

@@ -207,14 +207,23 @@ impl Dispatcher {
 
     fn warn_on(&self, alert: &Alert, reason: &'static str, message: String) {
         let Ok(permit) = self.warnings.clone().try_acquire_owned() else {
-            debug!(reason, "too many Kubernetes events in flight, not recording this one");
+            debug!(
+                reason,
+                "too many Kubernetes events in flight, not recording this one"
+            );
             return;
         };
         let recorder = self.recorder.clone();
         let reference = alert.object_ref(&());
         tokio::spawn(async move {
             recorder
-                .publish(&reference, Severity::Error, reason, &message, BTreeMap::new())
+                .publish(
+                    &reference,
+                    Severity::Error,
+                    reason,
+                    &message,
+                    BTreeMap::new(),
+                )
                 .await;
             drop(permit);
         });
