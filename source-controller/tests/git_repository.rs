@@ -1011,3 +1011,184 @@ async fn ssh_signature_verification_of_head_and_tag() {
     fx.shutdown().await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn pgp_signature_verification_of_head_and_tag() {
+    let gpg = Gpg::new();
+    // A certify-only primary key whose signing subkey makes the signatures, an RSA key that signs itself, and a
+    // key that signs nothing here.
+    let signer = gpg.generate("Signer <signer@example.com>", "ed25519", "cert");
+    gpg.add_subkey(&signer, "ed25519", "sign");
+    let releaser = gpg.generate("Releaser <releaser@example.com>", "rsa2048", "sign");
+    let stranger = gpg.generate("Stranger <stranger@example.com>", "ed25519", "sign");
+    let keys = tempfile::tempdir().unwrap();
+    let (ssh_key, ssh_pub) = ssh_keypair(keys.path(), "author");
+
+    let repos = GitRepos::new();
+    let sha = repos.commit_signed_by(
+        "app.git",
+        &[("a.yaml", "a")],
+        "signed",
+        Signer::Pgp(&gpg, &signer),
+    );
+    repos.tag_signed_by("app.git", "v1.0.0", Signer::Pgp(&gpg, &releaser));
+    repos.commit("unsigned.git", "main", &[("a.yaml", "a")], "unsigned");
+    let ssh_sha = repos.commit_signed("ssh.git", &[("a.yaml", "a")], "ssh-signed", &ssh_key);
+    let server = GitHttpServer::start(repos.root.path(), GitHttpOptions::default())
+        .await
+        .unwrap();
+
+    let fx = Fixture::start().await;
+    fx.secret("signer", &[("signer.asc", &gpg.export(&[&signer]))])
+        .await;
+    fx.secret("releaser", &[("releaser.asc", &gpg.export(&[&releaser]))])
+        .await;
+    fx.secret("stranger", &[("stranger.asc", &gpg.export(&[&stranger]))])
+        .await;
+    // Several keys in one entry (one of them the signer's), another entry with one more, and an SSH key.
+    fx.secret(
+        "mixed",
+        &[
+            ("team.asc", &gpg.export(&[&stranger, &signer])),
+            ("release.asc", &gpg.export(&[&releaser])),
+            ("author.sshpub", &ssh_pub),
+        ],
+    )
+    .await;
+    fx.secret(
+        "broken",
+        &[(
+            "broken.asc",
+            "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nbm90IGEga2V5\n-----END PGP PUBLIC KEY BLOCK-----\n",
+        )],
+    )
+    .await;
+
+    let verified = |repo: &str, r: GitRepositoryRef, mode: GitVerificationMode, secret: &str| {
+        let mut s = spec(&server.url(repo));
+        s.reference = Some(r);
+        s.verification = Some(GitRepositoryVerification {
+            mode,
+            secret_ref: LocalObjectReference {
+                name: secret.into(),
+            },
+        });
+        s
+    };
+    let main = || GitRepositoryRef {
+        branch: Some("main".into()),
+        ..Default::default()
+    };
+    let tag = || GitRepositoryRef {
+        tag: Some("v1.0.0".into()),
+        ..Default::default()
+    };
+    use GitVerificationMode::{Head, Tag, TagAndHead};
+    for (name, repo, reference, mode, secret) in [
+        ("head", "app.git", main(), Head, "signer"),
+        ("tag", "app.git", tag(), Tag, "releaser"),
+        ("tag-and-head", "app.git", tag(), TagAndHead, "mixed"),
+        ("ssh-with-mixed", "ssh.git", main(), Head, "mixed"),
+        ("stranger", "app.git", main(), Head, "stranger"),
+        ("unsigned", "unsigned.git", main(), Head, "signer"),
+        ("tag-wrong-key", "app.git", tag(), Tag, "signer"),
+        ("broken-key", "app.git", main(), Head, "broken"),
+    ] {
+        fx.create(name, verified(repo, reference, mode, secret))
+            .await;
+    }
+
+    let obj = fx.wait_ready("head").await;
+    assert_invariants(&obj);
+    let (status, reason, message) = condition(&obj, "SourceVerified").unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Succeeded"));
+    assert_eq!(
+        message,
+        format!(
+            "verified signature of\n\t- commit '{sha}' with key '{}'",
+            key_id(&signer)
+        )
+    );
+    assert!(obj.artifact().is_some());
+
+    let obj = fx.wait_ready("tag").await;
+    let (status, _, message) = condition(&obj, "SourceVerified").unwrap();
+    assert_eq!(status, "True");
+    assert_eq!(
+        message,
+        format!(
+            "verified signature of\n\t- tag 'v1.0.0' with key '{}'",
+            key_id(&releaser)
+        )
+    );
+    assert_eq!(
+        obj.status
+            .as_ref()
+            .unwrap()
+            .source_verification_mode
+            .as_deref(),
+        Some("Tag")
+    );
+
+    let obj = fx.wait_ready("tag-and-head").await;
+    assert_eq!(
+        condition(&obj, "SourceVerified").unwrap().2,
+        format!(
+            "verified signature of\n\t- tag 'v1.0.0' with key '{}'\n\t- commit '{sha}' with key '{}'",
+            key_id(&releaser),
+            key_id(&signer)
+        )
+    );
+
+    let obj = fx.wait_ready("ssh-with-mixed").await;
+    let message = condition(&obj, "SourceVerified").unwrap().2;
+    assert!(
+        message.starts_with(&format!(
+            "verified signature of\n\t- commit '{ssh_sha}' with key 'SHA256:"
+        )),
+        "{message}"
+    );
+
+    for (name, reason, says) in [
+        (
+            "stranger",
+            "InvalidCommitSignature",
+            format!("signature verification of commit '{sha}' failed: no matching key found"),
+        ),
+        (
+            "unsigned",
+            "InvalidCommitSignature",
+            "unable to verify commit '".to_string(),
+        ),
+        (
+            "tag-wrong-key",
+            "InvalidTagSignature",
+            "signature verification of tag 'v1.0.0' failed: no matching key found".to_string(),
+        ),
+        (
+            "broken-key",
+            "VerificationError",
+            "unable to read PGP public keys from 'broken.asc' in secret 'default/broken'"
+                .to_string(),
+        ),
+    ] {
+        let obj = fx
+            .wait(name, |o| condition(o, "SourceVerified").is_some())
+            .await;
+        assert_invariants(&obj);
+        let (status, r, message) = condition(&obj, "SourceVerified").unwrap();
+        assert_eq!(
+            (status.as_str(), r.as_str()),
+            ("False", reason),
+            "{name}: {message}"
+        );
+        assert!(message.starts_with(&says), "{name}: {message}");
+        assert_eq!(ready(&obj).0, "False", "{name}");
+        assert!(
+            obj.artifact().is_none(),
+            "{name}: no artifact for an unverified source"
+        );
+    }
+    fx.shutdown().await;
+    server.shutdown().await;
+}

@@ -1,5 +1,5 @@
 //! Test support: testenv with Riptide's CRDs, the GitRepository runner and artifact server, local git
-//! repositories built with the git CLI, and an sshd on loopback.
+//! repositories built with the git CLI (commits and tags signed with ssh-keygen or gpg), and an sshd on loopback.
 
 #![allow(dead_code)]
 
@@ -306,6 +306,11 @@ pub struct GitRepos {
 }
 
 pub fn git(dir: &Path, args: &[&str]) -> String {
+    git_with_env(dir, args, &[])
+}
+
+/// [`git`] with extra environment variables (e.g. `GNUPGHOME` for gpg signing).
+pub fn git_with_env(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> String {
     let output = Command::new("git")
         .args(args)
         .current_dir(dir)
@@ -315,6 +320,7 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_COMMITTER_EMAIL", "test@riptide.invalid")
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("HOME", dir)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(
@@ -323,6 +329,128 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// Who signs a commit or tag: an SSH private key file, or a key in a gpg home.
+#[derive(Clone, Copy)]
+pub enum Signer<'a> {
+    /// `gpg.format=ssh` with this private key.
+    Ssh(&'a Path),
+    /// gpg with this home and key (fingerprint or user ID; gpg picks a signing subkey if the primary can't sign).
+    Pgp(&'a Gpg, &'a str),
+}
+
+impl Signer<'_> {
+    fn config(&self) -> Vec<String> {
+        match self {
+            Signer::Ssh(key) => vec![
+                "-c".into(),
+                "gpg.format=ssh".into(),
+                "-c".into(),
+                format!("user.signingkey={}", key.display()),
+            ],
+            Signer::Pgp(_, key) => vec![
+                "-c".into(),
+                "gpg.format=openpgp".into(),
+                "-c".into(),
+                "gpg.program=gpg".into(),
+                "-c".into(),
+                format!("user.signingkey={key}"),
+            ],
+        }
+    }
+
+    fn env(&self) -> Vec<(&'static str, &Path)> {
+        match self {
+            Signer::Ssh(_) => Vec::new(),
+            Signer::Pgp(gpg, _) => vec![("GNUPGHOME", gpg.home())],
+        }
+    }
+}
+
+/// A throwaway gpg home with keys generated in batch mode (no passphrase).
+pub struct Gpg {
+    home: tempfile::TempDir,
+}
+
+impl Gpg {
+    pub fn new() -> Gpg {
+        // Short path: gpg-agent's socket lives in the home and socket paths are limited to ~100 bytes.
+        let home = tempfile::Builder::new()
+            .prefix("gpg")
+            .tempdir_in("/tmp")
+            .unwrap();
+        Gpg { home }
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let output = Command::new("gpg")
+            .args([
+                "--batch",
+                "--no-tty",
+                "--passphrase",
+                "",
+                "--pinentry-mode",
+                "loopback",
+            ])
+            .args(args)
+            .env("GNUPGHOME", self.home())
+            .output()
+            .expect("gpg (apt-get install gnupg)");
+        assert!(
+            output.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).to_string()
+    }
+
+    /// The fingerprints of `user`'s primary key and subkeys, primary first.
+    pub fn fingerprints(&self, user: &str) -> Vec<String> {
+        self.run(&["--with-colons", "--list-keys", user])
+            .lines()
+            .filter(|l| l.starts_with("fpr:"))
+            .filter_map(|l| l.split(':').nth(9).map(str::to_string))
+            .collect()
+    }
+
+    /// Generates a key for `user` (`algo` e.g. `ed25519`, `rsa2048`; `usage` e.g. `sign`, `cert`); returns its
+    /// fingerprint.
+    pub fn generate(&self, user: &str, algo: &str, usage: &str) -> String {
+        self.run(&["--quick-gen-key", user, algo, usage, "never"]);
+        self.fingerprints(user).remove(0)
+    }
+
+    /// Adds a subkey to the key `fpr`; returns the subkey's fingerprint.
+    pub fn add_subkey(&self, fpr: &str, algo: &str, usage: &str) -> String {
+        self.run(&["--quick-add-key", fpr, algo, usage, "never"]);
+        self.fingerprints(fpr).pop().unwrap()
+    }
+
+    /// The armored public keys of `users` (one block).
+    pub fn export(&self, users: &[&str]) -> String {
+        let mut args = vec!["--armor", "--export"];
+        args.extend_from_slice(users);
+        self.run(&args)
+    }
+}
+
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .args(["--kill", "gpg-agent"])
+            .env("GNUPGHOME", self.home())
+            .status();
+    }
+}
+
+/// The 16 hex digit key ID (as Flux prints it) of a v4 fingerprint.
+pub fn key_id(fingerprint: &str) -> &str {
+    &fingerprint[fingerprint.len() - 16..]
 }
 
 impl GitRepos {
@@ -432,50 +560,44 @@ impl GitRepos {
         message: &str,
         key: &Path,
     ) -> String {
+        self.commit_signed_by(repo, files, message, Signer::Ssh(key))
+    }
+
+    /// Like [`GitRepos::commit`] on `main`, signed by `signer`.
+    pub fn commit_signed_by(
+        &self,
+        repo: &str,
+        files: &[(&str, &str)],
+        message: &str,
+        signer: Signer<'_>,
+    ) -> String {
         let wt = self.worktree(repo);
         for (path, content) in files {
             let p = wt.join(path);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(&p, content).unwrap();
         }
-        let signing = format!("user.signingkey={}", key.display());
         git(&wt, &["add", "-A"]);
-        git(
-            &wt,
-            &[
-                "-c",
-                "gpg.format=ssh",
-                "-c",
-                &signing,
-                "commit",
-                "-q",
-                "-S",
-                "-m",
-                message,
-            ],
-        );
+        let config = signer.config();
+        let mut args: Vec<&str> = config.iter().map(String::as_str).collect();
+        args.extend(["commit", "-q", "-S", "-m", message]);
+        git_with_env(&wt, &args, &signer.env());
         git(&wt, &["push", "-q", "origin", "main"]);
         git(&wt, &["rev-parse", "HEAD"])
     }
 
     /// An SSH-signed annotated tag at the current commit, pushed.
     pub fn tag_signed(&self, repo: &str, tag: &str, key: &Path) {
+        self.tag_signed_by(repo, tag, Signer::Ssh(key));
+    }
+
+    /// An annotated tag at the current commit signed by `signer`, pushed.
+    pub fn tag_signed_by(&self, repo: &str, tag: &str, signer: Signer<'_>) {
         let wt = self.worktree(repo);
-        let signing = format!("user.signingkey={}", key.display());
-        git(
-            &wt,
-            &[
-                "-c",
-                "gpg.format=ssh",
-                "-c",
-                &signing,
-                "tag",
-                "-s",
-                tag,
-                "-m",
-                tag,
-            ],
-        );
+        let config = signer.config();
+        let mut args: Vec<&str> = config.iter().map(String::as_str).collect();
+        args.extend(["tag", "-s", tag, "-m", tag]);
+        git_with_env(&wt, &args, &signer.env());
         git(&wt, &["push", "-q", "origin", tag]);
     }
 

@@ -576,7 +576,7 @@ fn verify_checkout(
     checkout: &git::Checkout,
     reference: &Reference,
     mode: GitVerificationMode,
-    keys: &[ssh_key::PublicKey],
+    keys: &verify::Keys,
 ) -> Result<String, verify::VerifyError> {
     let repo = git2::Repository::open(dir)
         .map_err(|e| verify::VerifyError::Git(e.message().to_string()))?;
