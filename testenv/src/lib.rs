@@ -16,11 +16,13 @@ pub mod builtin;
 pub mod crd;
 pub mod discovery;
 pub mod error;
+pub mod fault;
 pub mod git_http;
 pub mod managed_fields;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod request_info;
 pub mod schema;
 pub mod selector;
 pub mod server;
@@ -32,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use error::{ApiError, Error};
+pub use fault::{FaultAction, FaultId, FaultRule};
 pub use server::{FaultHook, LoggedRequest};
 
 use server::AppState;
@@ -64,10 +67,15 @@ impl Options {
 /// A running API server.
 pub struct Server {
     url: String,
+    addr: SocketAddr,
+    options: Options,
     state: AppState,
     task: tokio::task::JoinHandle<()>,
     persist: tokio::task::JoinHandle<()>,
 }
+
+/// How long [`Server::restart`] keeps trying to bind the old address.
+const REBIND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Server {
     /// Bind `listen` and serve. With `data_dir`, objects are loaded from and saved to `data_dir/state.json`.
@@ -81,21 +89,24 @@ impl Server {
 
     /// Bind `listen` and serve with `options`.
     pub async fn start_with(listen: SocketAddr, options: Options) -> Result<Self, Error> {
-        let data_file = match options.data_dir.as_deref() {
-            Some(d) => {
-                std::fs::create_dir_all(d)?;
-                Some(d.join("state.json"))
-            }
-            None => None,
-        };
-        let store = Store::new(data_file)?;
+        let store = Store::new(data_file(&options)?)?;
         let listener = tokio::net::TcpListener::bind(listen).await?;
+        Self::serve(listener, options, AppState::new(store))
+    }
+
+    fn serve(
+        listener: tokio::net::TcpListener,
+        options: Options,
+        state: AppState,
+    ) -> Result<Self, Error> {
         let addr = listener.local_addr()?;
-        let state = AppState::new(store.clone());
+        let store = state.store.clone();
         if let Ok(mut a) = state.address.lock() {
             *a = addr.to_string();
         }
-        let app = server::router(state.clone());
+        let app = server::router(state.clone())
+            .into_make_service_with_connect_info::<fault::Connection>();
+        let listener = fault::FaultListener::new(listener, state.faults.clone());
         let stop = state.stopping.subscribe();
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app)
@@ -120,10 +131,57 @@ impl Server {
         });
         Ok(Self {
             url: format!("http://{addr}"),
+            addr,
+            options,
             state,
             task,
             persist,
         })
+    }
+
+    /// Stop the server and start it again on the same address with the same options, like an API server
+    /// restart: open watches and connections end, clients reconnect.
+    ///
+    /// `keep_state`: objects and the resourceVersion counter survive (reloaded from the data dir, or kept in
+    /// memory); otherwise the new server starts empty (the data dir's `state.json` is removed). The request log,
+    /// fault rules and the [`Server::set_fault`] hook are kept either way.
+    pub async fn restart(mut self, keep_state: bool) -> Result<Self, Error> {
+        self.stop().await?;
+        let addr = self.addr;
+        let options = self.options.clone();
+        let data_file = data_file(&options)?;
+        let store = match (&data_file, keep_state) {
+            (None, true) => self.state.store.clone(),
+            (Some(file), false) => {
+                match std::fs::remove_file(file) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
+                Store::new(data_file)?
+            }
+            _ => Store::new(data_file)?,
+        };
+        let mut state = AppState::new(store);
+        state.log = self.state.log.clone();
+        state.fault = self.state.fault.clone();
+        state.faults = self.state.faults.clone();
+        let listener = rebind(addr).await?;
+        Self::serve(listener, options, state)
+    }
+
+    async fn stop(&mut self) -> Result<(), Error> {
+        // stop accepting, end watches, let in-flight requests finish (briefly), close idle connections
+        self.state.stopping.send_replace(true);
+        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+            let _ = (&mut self.task).await;
+        }
+        self.persist.abort();
+        let _ = (&mut self.persist).await;
+        self.state.store.save()
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -154,18 +212,35 @@ impl Server {
 
     /// Stop serving; with a data dir, a final snapshot is written.
     pub async fn shutdown(mut self) -> Result<(), Error> {
-        // stop accepting, end watches, let in-flight requests finish (briefly), close idle connections
-        self.state.stopping.send_replace(true);
-        if tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.task)
-            .await
-            .is_err()
-        {
-            self.task.abort();
-            let _ = (&mut self.task).await;
+        self.stop().await
+    }
+}
+
+fn data_file(options: &Options) -> Result<Option<PathBuf>, Error> {
+    match options.data_dir.as_deref() {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            Ok(Some(d.join("state.json")))
         }
-        self.persist.abort();
-        let _ = (&mut self.persist).await;
-        self.state.store.save()
+        None => Ok(None),
+    }
+}
+
+/// Bind `addr` again after a stop. Tokio listeners set `SO_REUSEADDR` on Unix, so connections in TIME_WAIT do
+/// not block the port; still retry briefly while the old listener's socket is being released.
+async fn rebind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
+    let deadline = tokio::time::Instant::now() + REBIND_DEADLINE;
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => return Ok(l),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
@@ -251,6 +326,24 @@ impl TestEnv {
     /// The running server (request log, fault injection, store).
     pub fn server(&self) -> &Server {
         &self.server
+    }
+
+    /// Restart the server on the same address (see [`Server::restart`]); the kubeconfig stays valid and the
+    /// client reconnects.
+    pub async fn restart(self, keep_state: bool) -> Result<Self, Error> {
+        let Self {
+            server,
+            client,
+            kubeconfig,
+            _dir,
+        } = self;
+        let server = server.restart(keep_state).await?;
+        Ok(Self {
+            server,
+            client,
+            kubeconfig,
+            _dir,
+        })
     }
 
     /// Stop the server.

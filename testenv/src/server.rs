@@ -25,7 +25,9 @@ use crate::table;
 use crate::{discovery, openapi};
 
 /// One request as seen by the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct LoggedRequest {
     /// HTTP method.
     pub method: String,
@@ -37,8 +39,53 @@ pub struct LoggedRequest {
     pub accept: String,
     /// `User-Agent` header.
     pub user_agent: String,
-    /// Response status code.
+    /// Response status code; 0 when fault injection reset the connection instead.
     pub status: u16,
+    /// Kubernetes verb (`get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`);
+    /// the lowercase method for non-resource paths.
+    pub verb: String,
+    /// Plural resource (empty for non-resource paths).
+    pub resource: String,
+    /// Subresource (`status`, `scale`), or empty.
+    pub subresource: String,
+    /// Namespace, or empty.
+    pub namespace: String,
+    /// Object name, or empty.
+    pub name: String,
+    /// The `fieldManager` query parameter, or empty.
+    pub field_manager: String,
+    /// `dryRun=All` was in the query.
+    pub dry_run: bool,
+    /// The user the request acted as ([`RequestUser::user`]); empty when no authentication layer decided one
+    /// (authentication off: anonymous admin), and for requests failed by fault injection, which happens first.
+    pub user: String,
+    /// The authenticated user that impersonated `user`, if any.
+    pub impersonated_by: Option<String>,
+}
+
+impl LoggedRequest {
+    /// `resource` or `resource/subresource`.
+    pub fn resource_path(&self) -> String {
+        if self.subresource.is_empty() {
+            self.resource.clone()
+        } else {
+            format!("{}/{}", self.resource, self.subresource)
+        }
+    }
+
+    /// Whether the request had this verb and resource (`"*"` = any; resource may be `resource/subresource`).
+    pub fn is(&self, verb: &str, resource: &str) -> bool {
+        (verb == "*" || verb == self.verb)
+            && (resource == "*" || (!self.resource.is_empty() && resource == self.resource_path()))
+    }
+
+    /// Whether the request wrote (create, update, patch, delete, deletecollection).
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self.verb.as_str(),
+            "create" | "update" | "patch" | "delete" | "deletecollection"
+        )
+    }
 }
 
 /// Who made a request, as the authentication layer decided it. That layer puts it into the response's
@@ -65,6 +112,8 @@ pub struct AppState {
     pub log: Arc<Mutex<std::collections::VecDeque<LoggedRequest>>>,
     /// Optional fault injection.
     pub fault: Arc<Mutex<Option<FaultHook>>>,
+    /// Fault rules, watch cuts and connection resets.
+    pub faults: Arc<crate::fault::Faults>,
     /// `host:port` the server listens on.
     pub address: Arc<Mutex<String>>,
     /// Set to true when the server shuts down: open watches end.
@@ -80,6 +129,7 @@ impl AppState {
             store,
             log: Arc::new(Mutex::new(std::collections::VecDeque::new())),
             fault: Arc::new(Mutex::new(None)),
+            faults: Arc::default(),
             address: Arc::new(Mutex::new(String::new())),
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
         }
@@ -100,6 +150,8 @@ pub fn router(state: AppState) -> Router {
         .route("/apis", get(apis))
         .fallback(dispatch)
         .layer(middleware::from_fn_with_state(state.clone(), log_and_fault))
+        // after the layer: admin requests are neither logged nor faulted
+        .merge(crate::fault::admin_router())
         .with_state(state)
 }
 
@@ -111,12 +163,20 @@ fn header_str(headers: &HeaderMap, h: header::HeaderName) -> String {
         .to_string()
 }
 
-async fn log_and_fault(State(s): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn log_and_fault(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
     let accept = header_str(req.headers(), header::ACCEPT);
     let user_agent = header_str(req.headers(), header::USER_AGENT);
+    let info = crate::request_info::RequestInfo::parse(&method, &path, &query);
+    let params: Params = Query::<Params>::try_from_uri(req.uri())
+        .map(|q| q.0)
+        .unwrap_or_default();
+    let conn = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<crate::fault::Connection>>()
+        .map(|c| c.0.clone());
     let hook: Option<FaultHook> = match s.fault.lock() {
         Ok(g) => g.clone(),
         Err(_) => None,
@@ -124,10 +184,26 @@ async fn log_and_fault(State(s): State<AppState>, req: Request, next: Next) -> R
     let fault = hook.and_then(|h| h(&method, &path));
     let resp = match fault {
         Some(e) => e.into_response(),
-        None => next.run(req).await,
+        None => match s.faults.intercept(&info, conn.as_ref()).await {
+            Some(r) => r,
+            None => next.run(req).await,
+        },
     };
-    let status = resp.status().as_u16();
+    let status = if resp
+        .extensions()
+        .get::<crate::fault::ResetMarker>()
+        .is_some()
+    {
+        0
+    } else {
+        resp.status().as_u16()
+    };
     tracing::debug!(%method, %path, %query, status, "request");
+    let user = resp
+        .extensions()
+        .get::<RequestUser>()
+        .cloned()
+        .unwrap_or_default();
     if let Ok(mut log) = s.log.lock() {
         if log.len() >= LOG_CAP {
             log.pop_front();
@@ -139,6 +215,15 @@ async fn log_and_fault(State(s): State<AppState>, req: Request, next: Next) -> R
             accept,
             user_agent,
             status,
+            verb: info.verb,
+            resource: info.resource,
+            subresource: info.subresource,
+            namespace: info.namespace,
+            name: info.name,
+            field_manager: params.get("fieldManager").cloned().unwrap_or_default(),
+            dry_run: params.get("dryRun").is_some_and(|d| d == "All"),
+            user: user.user,
+            impersonated_by: user.impersonated_by,
         });
     }
     resp
@@ -870,6 +955,7 @@ fn watch_response(
         Err(e) => return Err(e),
         Ok(start) => {
             let stopping = s.stopping.clone();
+            let cut = s.faults.watch_cut();
             tokio::spawn(async move {
                 let mut last_rv = start.resource_version;
                 for ev in &start.initial {
@@ -890,6 +976,7 @@ fn watch_response(
                 let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
                 tick.tick().await;
+                tokio::pin!(cut);
                 loop {
                     let line = tokio::select! {
                         _ = async {
@@ -900,6 +987,7 @@ fn watch_response(
                         } => break,
                         _ = tx.closed() => break,
                         _ = stopped(stop.clone()) => break,
+                        _ = &mut cut => break,
                         _ = tick.tick(), if bookmarks => Some(filter.bookmark(last_rv, false)),
                         r = rx.recv() => match r {
                             Ok(ev) => {
