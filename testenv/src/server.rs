@@ -69,6 +69,8 @@ pub struct AppState {
     pub address: Arc<Mutex<String>>,
     /// Set to true when the server shuts down: open watches end.
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Authentication and authorization (off by default).
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 const LOG_CAP: usize = 10_000;
@@ -82,6 +84,7 @@ impl AppState {
             fault: Arc::new(Mutex::new(None)),
             address: Arc::new(Mutex::new(String::new())),
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
+            auth: Arc::new(crate::auth::Auth::disabled()),
         }
     }
 }
@@ -98,7 +101,12 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(|| async { "ok" }))
         .route("/api", get(api))
         .route("/apis", get(apis))
+        .merge(crate::auth::routes())
         .fallback(dispatch)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authenticate,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), log_and_fault))
         .with_state(state)
 }

@@ -23,11 +23,17 @@ impl Drop for Serve {
 }
 
 fn serve() -> Serve {
+    serve_with(&[])
+}
+
+/// `testenv serve` with extra flags (`--tls`, `--auth`).
+fn serve_with(flags: &[&str]) -> Serve {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     let mut child = Command::new(env!("CARGO_BIN_EXE_testenv"))
         .args(["serve", "--listen", "127.0.0.1:0", "--kubeconfig"])
         .arg(&kubeconfig)
+        .args(flags)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -35,7 +41,15 @@ fn serve() -> Serve {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    assert!(line.starts_with("http://127.0.0.1:"), "{line}");
+    let scheme = if flags.contains(&"--tls") {
+        "https"
+    } else {
+        "http"
+    };
+    assert!(
+        line.starts_with(&format!("{scheme}://127.0.0.1:")),
+        "{line}"
+    );
     assert!(
         kubeconfig.exists(),
         "kubeconfig written before the URL is printed"
@@ -160,8 +174,23 @@ data:
 
 #[test]
 fn kubectl_drives_testenv() {
-    let s = serve();
+    kubectl_suite(&serve());
+}
 
+/// The same suite with the admin kubeconfig over HTTPS, authentication and RBAC on.
+#[test]
+fn kubectl_drives_testenv_over_tls_with_auth() {
+    let s = serve_with(&["--tls", "--auth"]);
+    let kubeconfig = std::fs::read_to_string(&s.kubeconfig).unwrap();
+    assert!(
+        kubeconfig.contains("certificate-authority-data:"),
+        "{kubeconfig}"
+    );
+    assert!(kubeconfig.contains("token:"), "{kubeconfig}");
+    kubectl_suite(&s);
+}
+
+fn kubectl_suite(s: &Serve) {
     // api-resources
     let out = s.ok(&["api-resources"]);
     for needle in [
