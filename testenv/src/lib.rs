@@ -106,8 +106,10 @@ pub struct Server {
 impl Server {
     /// Bind `listen` and serve. With `data_dir`, objects are loaded from and saved to `data_dir/state.json`.
     pub async fn start(listen: SocketAddr, data_dir: Option<&Path>) -> Result<Self, Error> {
-        let mut options = Options::default();
-        options.data_dir = data_dir.map(Path::to_path_buf);
+        let options = match data_dir {
+            Some(d) => Options::default().data_dir(d),
+            None => Options::default(),
+        };
         Self::start_with(listen, options).await
     }
 
