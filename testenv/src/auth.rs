@@ -568,6 +568,11 @@ fn body_json(body: &Bytes) -> Result<Value, ApiError> {
     if body.is_empty() {
         return Ok(json!({}));
     }
+    if body.starts_with(b"k8s\0") {
+        // kubectl's typed clients (`create token`, `auth can-i`) send protobuf
+        return crate::protobuf::decode(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding protobuf body: {e}")));
+    }
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))
 }

@@ -513,3 +513,80 @@ fn data_dir_persists_across_restarts() {
         .unwrap();
     assert!(rv_after > rv_before);
 }
+
+const RBAC: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-a}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-b}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: deployer, namespace: team-a}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: cm-reader, namespace: team-a}
+rules:
+- {apiGroups: [""], resources: [configmaps], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: deployer-cm, namespace: team-a}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: cm-reader}
+subjects:
+- {kind: ServiceAccount, name: deployer, namespace: team-a}
+"#;
+
+/// kubectl's own auth paths: `create token`, `auth can-i --as`, `auth whoami`, `--token`, and the errors.
+#[test]
+fn kubectl_with_tokens_rbac_and_impersonation() {
+    let s = serve_with(&["--tls", "--auth"]);
+    let rbac = s.file("rbac.yaml", RBAC);
+    s.ok(&["apply", "-f", path_str(&rbac)]);
+    let sa = "system:serviceaccount:team-a:deployer";
+    let can_i = |ns: &str| {
+        let out = s.run(&["auth", "can-i", "list", "configmaps", "-n", ns, "--as", sa]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(can_i("team-a"), "yes");
+    assert_eq!(can_i("team-b"), "no");
+    // impersonated requests
+    s.ok(&["get", "cm", "-n", "team-a", "--as", sa]);
+    let out = s.run(&["get", "cm", "-n", "team-b", "--as", sa]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "Error from server (Forbidden): configmaps is forbidden: User \"system:serviceaccount:team-a:deployer\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"team-b\""
+        ),
+        "{err}"
+    );
+
+    // a TokenRequest token
+    let token = s.ok(&[
+        "create",
+        "token",
+        "deployer",
+        "-n",
+        "team-a",
+        "--duration",
+        "20m",
+    ]);
+    let token = token.trim();
+    s.ok(&["--token", token, "get", "cm", "-n", "team-a"]);
+    let who = s.json(&["--token", token, "auth", "whoami"]);
+    assert_eq!(who["status"]["userInfo"]["username"], sa);
+    let out = s.run(&["--token", token, "get", "cm", "-n", "team-b"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("(Forbidden)"));
+
+    // a bad token
+    let out = s.run(&["--token", "nope", "get", "ns"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Unauthorized"), "{err}");
+}
