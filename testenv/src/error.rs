@@ -158,6 +158,23 @@ impl ApiError {
         Self::new(403, "Forbidden", message)
     }
 
+    /// `403 Forbidden` for a resource, as the authorizer returns it:
+    /// `deployments.apps "x" is forbidden: <message>` with details name, group and kind (the resource).
+    pub fn forbidden_resource(group: &str, resource: &str, name: &str, message: &str) -> Self {
+        let what = qualified(resource, group);
+        let message = if name.is_empty() {
+            format!("{what} is forbidden: {message}")
+        } else {
+            format!("{what} {name:?} is forbidden: {message}")
+        };
+        Self::new(403, "Forbidden", message).with_details(name, group, resource)
+    }
+
+    /// `401 Unauthorized`.
+    pub fn unauthorized() -> Self {
+        Self::new(401, "Unauthorized", "Unauthorized")
+    }
+
     /// `415 UnsupportedMediaType`.
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
         Self::new(415, "UnsupportedMediaType", message)
@@ -247,4 +264,10 @@ pub enum Error {
     /// An invalid URL.
     #[error("url: {0}")]
     Url(String),
+    /// The certificates could not be made.
+    #[error("tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// Authentication could not be set up (token file, signing key).
+    #[error("auth: {0}")]
+    Auth(#[from] crate::auth::AuthError),
 }

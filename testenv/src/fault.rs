@@ -632,6 +632,11 @@ pub struct FaultIo {
 }
 
 impl FaultIo {
+    /// The connection this stream belongs to.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
     fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         if self.reset.as_mut().poll(cx).is_ready() {
             // linger 0: closing sends a RST, like a crashed peer or a load balancer dropping the flow

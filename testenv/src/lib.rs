@@ -12,6 +12,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod auth;
 pub mod builtin;
 pub mod crd;
 pub mod discovery;
@@ -22,12 +23,14 @@ pub mod managed_fields;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod rbac;
 pub mod request_info;
 pub mod schema;
 pub mod selector;
 pub mod server;
 pub mod store;
 pub mod table;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -53,6 +56,14 @@ pub const NAMESPACE_GRACE: std::time::Duration = std::time::Duration::from_milli
 pub struct Options {
     /// Load objects from and save them to `data_dir/state.json`.
     pub data_dir: Option<PathBuf>,
+
+    // --- TLS, tokens, RBAC ---
+    /// Serve HTTPS with a generated CA (in the kubeconfig's `certificate-authority-data`).
+    pub tls: bool,
+    /// Authenticate bearer tokens and enforce RBAC; the kubeconfig then carries an admin token.
+    pub auth: bool,
+    /// A kube-apiserver static token file (`token,user,uid,"group1,group2"`); implies `auth`.
+    pub token_file: Option<PathBuf>,
 }
 
 impl Options {
@@ -60,6 +71,28 @@ impl Options {
     #[must_use]
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Serve HTTPS (self-signed CA, server certificate for 127.0.0.1 and localhost).
+    #[must_use]
+    pub fn tls(mut self, on: bool) -> Self {
+        self.tls = on;
+        self
+    }
+
+    /// Require bearer tokens and enforce RBAC (`system:masters` is the superuser group).
+    #[must_use]
+    pub fn auth(mut self, on: bool) -> Self {
+        self.auth = on;
+        self
+    }
+
+    /// Accept the tokens of a kube-apiserver static token file; turns `auth` on.
+    #[must_use]
+    pub fn token_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.token_file = Some(path.into());
+        self.auth = true;
         self
     }
 }
@@ -72,6 +105,8 @@ pub struct Server {
     state: AppState,
     task: tokio::task::JoinHandle<()>,
     persist: tokio::task::JoinHandle<()>,
+    /// With TLS: the CA and serving certificate, kept across [`Server::restart`] so kubeconfigs stay valid.
+    certs: Option<Arc<tls::Certificates>>,
 }
 
 /// How long [`Server::restart`] keeps trying to bind the old address.
@@ -91,31 +126,64 @@ impl Server {
     pub async fn start_with(listen: SocketAddr, options: Options) -> Result<Self, Error> {
         let store = Store::new(data_file(&options)?)?;
         let listener = tokio::net::TcpListener::bind(listen).await?;
-        Self::serve(listener, options, AppState::new(store))
+        let certs = if options.tls {
+            Some(Arc::new(tls::Certificates::generate()?))
+        } else {
+            None
+        };
+        let mut state = AppState::new(store);
+        if options.auth || options.token_file.is_some() {
+            let auth = auth::Auth::new(
+                options.data_dir.as_deref(),
+                options.token_file.as_deref(),
+                certs.as_ref().map(|c| c.ca_pem.clone()),
+            )?;
+            state.auth = Arc::new(auth);
+        }
+        Self::serve(listener, options, state, certs)
     }
 
     fn serve(
         listener: tokio::net::TcpListener,
         options: Options,
         state: AppState,
+        certs: Option<Arc<tls::Certificates>>,
     ) -> Result<Self, Error> {
         let addr = listener.local_addr()?;
         let store = state.store.clone();
         if let Ok(mut a) = state.address.lock() {
             *a = addr.to_string();
         }
+        let auth_on = state.auth.enabled();
+        if auth_on {
+            seed_rbac(&store);
+        }
         let app = server::router(state.clone())
             .into_make_service_with_connect_info::<fault::Connection>();
         let listener = fault::FaultListener::new(listener, state.faults.clone());
         let stop = state.stopping.subscribe();
-        let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(server::stopped(stop))
-                .await
-            {
-                tracing::error!(error = %e, "testenv server stopped");
+        let task = match &certs {
+            Some(certs) => {
+                let listener = tls::TlsListener::new(listener, certs.server_config()?)?;
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, app)
+                        .with_graceful_shutdown(server::stopped(stop))
+                        .await
+                    {
+                        tracing::error!(error = %e, "testenv server stopped");
+                    }
+                })
             }
-        });
+            None => tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(server::stopped(stop))
+                    .await
+                {
+                    tracing::error!(error = %e, "testenv server stopped");
+                }
+            }),
+        };
+        let tokens = auth_on.then(|| state.auth.clone());
         let persist = tokio::spawn({
             let store = store.clone();
             async move {
@@ -126,16 +194,23 @@ impl Server {
                         store.sweep_namespaces(NAMESPACE_GRACE);
                     }
                 };
-                tokio::join!(store.clone().persist_loop(), namespaces);
+                let tokens = async {
+                    if let Some(auth) = tokens {
+                        auth::token_controller(store.clone(), auth).await;
+                    }
+                };
+                tokio::join!(store.clone().persist_loop(), namespaces, tokens);
             }
         });
+        let scheme = if certs.is_some() { "https" } else { "http" };
         Ok(Self {
-            url: format!("http://{addr}"),
+            url: format!("{scheme}://{addr}"),
             addr,
             options,
             state,
             task,
             persist,
+            certs,
         })
     }
 
@@ -165,8 +240,10 @@ impl Server {
         state.log = self.state.log.clone();
         state.fault = self.state.fault.clone();
         state.faults = self.state.faults.clone();
+        // the same token signer: tokens handed out before the restart stay valid, like a real API server's
+        state.auth = self.state.auth.clone();
         let listener = rebind(addr).await?;
-        Self::serve(listener, options, state)
+        Self::serve(listener, options, state, self.certs.clone())
     }
 
     async fn stop(&mut self) -> Result<(), Error> {
@@ -182,6 +259,66 @@ impl Server {
         self.persist.abort();
         let _ = (&mut self.persist).await;
         self.state.store.save()
+    }
+
+    // --- TLS, tokens, RBAC ---
+
+    /// The CA certificate (PEM) clients must trust, with TLS.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.certs.as_ref().map(|c| c.ca_pem.as_str())
+    }
+
+    /// Whether requests are authenticated and authorized.
+    pub fn auth_enabled(&self) -> bool {
+        self.state.auth.enabled()
+    }
+
+    /// The admin token (user `testenv-admin`, group `system:masters`) when authentication is on.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.auth_enabled().then(|| self.state.auth.admin_token())
+    }
+
+    /// A token (no expiry) for `user` in `groups`; `system:authenticated` is added.
+    pub fn token_for(&self, user: &str, groups: &[&str]) -> String {
+        self.state.auth.token_for(user, groups)
+    }
+
+    /// A token for the ServiceAccount `namespace/name` (which must exist when the token is used), valid for
+    /// an hour, as the TokenRequest subresource mints them.
+    pub fn service_account_token(&self, namespace: &str, name: &str) -> Result<String, Error> {
+        let rd = self
+            .state
+            .store
+            .resolve("", "v1", "serviceaccounts")
+            .ok_or_else(|| Error::Url("no serviceaccounts resource".into()))?;
+        let sa = self
+            .state
+            .store
+            .get(&rd, namespace, name)
+            .map_err(|e| Error::Url(e.to_string()))?;
+        let uid = sa["metadata"]["uid"].as_str().unwrap_or_default();
+        Ok(self
+            .state
+            .auth
+            .service_account_token(namespace, name, uid, 3600, None))
+    }
+
+    /// A kubeconfig for this server: the CA with TLS, and `token` (the admin token when `None` and
+    /// authentication is on).
+    pub fn kubeconfig_yaml(&self, token: Option<&str>) -> String {
+        let token = token.or_else(|| self.admin_token());
+        kubeconfig_yaml_with(&self.url, self.ca_pem(), token)
+    }
+
+    /// Write [`Server::kubeconfig_yaml`] to `path`.
+    pub fn write_kubeconfig(&self, path: &Path, token: Option<&str>) -> Result<(), Error> {
+        write_file(path, &self.kubeconfig_yaml(token))
+    }
+
+    /// A kube client for this server using `token` (the admin token when `None`), through the same kubeconfig
+    /// path as the controllers.
+    pub async fn client_with_token(&self, token: Option<&str>) -> Result<kube::Client, Error> {
+        client_from_kubeconfig(&self.kubeconfig_yaml(token)).await
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -255,20 +392,67 @@ impl Drop for Server {
 
 /// A kubeconfig pointing at `url` with context `testenv` and namespace `default`.
 pub fn kubeconfig_yaml(url: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: testenv\n  cluster:\n    server: {url}\ncontexts:\n- name: testenv\n  context:\n    cluster: testenv\n    user: testenv\n    namespace: default\ncurrent-context: testenv\nusers:\n- name: testenv\n  user: {{}}\npreferences: {{}}\n"
-    )
+    kubeconfig_yaml_with(url, None, None)
 }
 
 /// Write the kubeconfig for `url` to `path` (creating parent directories).
 pub fn write_kubeconfig(path: &Path, url: &str) -> Result<(), Error> {
+    write_file(path, &kubeconfig_yaml(url))
+}
+
+fn write_file(path: &Path, contents: &str) -> Result<(), Error> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, kubeconfig_yaml(url))?;
+    std::fs::write(&tmp, contents)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+/// A kubeconfig for `url` trusting `ca_pem` (as `certificate-authority-data`) and authenticating with
+/// `token`; user `testenv`, context `testenv`, namespace `default`.
+pub fn kubeconfig_yaml_with(url: &str, ca_pem: Option<&str>, token: Option<&str>) -> String {
+    let ca = ca_pem
+        .map(|c| {
+            format!(
+                "    certificate-authority-data: {}\n",
+                store::base64_encode(c.as_bytes())
+            )
+        })
+        .unwrap_or_default();
+    let user = match token {
+        Some(t) => format!("\n    token: {t}"),
+        None => " {}".to_string(),
+    };
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: testenv\n  cluster:\n    server: {url}\n{ca}contexts:\n- name: testenv\n  context:\n    cluster: testenv\n    user: testenv\n    namespace: default\ncurrent-context: testenv\nusers:\n- name: testenv\n  user:{user}\npreferences: {{}}\n"
+    )
+}
+
+/// A kube client from kubeconfig YAML (its current context).
+pub async fn client_from_kubeconfig(yaml: &str) -> Result<kube::Client, Error> {
+    let kc = kube::config::Kubeconfig::from_yaml(yaml)?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await?;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// With authentication on, the `cluster-admin` ClusterRole exists as in a real cluster.
+fn seed_rbac(store: &Store) {
+    let Some(rd) = store.resolve("rbac.authorization.k8s.io", "v1", "clusterroles") else {
+        return;
+    };
+    if store.get(&rd, "", "cluster-admin").is_err() {
+        let opts = store::WriteOptions {
+            manager: "testenv".into(),
+            ..store::WriteOptions::default()
+        };
+        if let Err(e) = store.create(&rd, "", rbac::cluster_admin(), &opts) {
+            tracing::warn!(error = %e, "could not create the cluster-admin ClusterRole");
+        }
+    }
 }
 
 /// A kube client for a testenv URL.
@@ -298,8 +482,12 @@ impl TestEnv {
         let server = Server::start_with(SocketAddr::from(([127, 0, 0, 1], 0)), options).await?;
         let dir = tempfile::tempdir()?;
         let kubeconfig = dir.path().join("kubeconfig");
-        write_kubeconfig(&kubeconfig, server.url())?;
-        let client = client_for(server.url())?;
+        server.write_kubeconfig(&kubeconfig, None)?;
+        let client = if server.ca_pem().is_some() || server.auth_enabled() {
+            server.client_with_token(None).await?
+        } else {
+            client_for(server.url())?
+        };
         Ok(Self {
             server,
             client,
@@ -344,6 +532,17 @@ impl TestEnv {
             kubeconfig,
             _dir,
         })
+    }
+
+    /// A kube client authenticated as `user` in `groups` (a token from [`Server::token_for`]).
+    pub async fn client_as(&self, user: &str, groups: &[&str]) -> Result<kube::Client, Error> {
+        let token = self.server.token_for(user, groups);
+        self.server.client_with_token(Some(&token)).await
+    }
+
+    /// A kube client authenticated with `token` (e.g. a ServiceAccount's).
+    pub async fn client_with_token(&self, token: &str) -> Result<kube::Client, Error> {
+        self.server.client_with_token(Some(token)).await
     }
 
     /// Stop the server.

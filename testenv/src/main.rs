@@ -28,6 +28,15 @@ enum Command {
         /// Persist objects in this directory across restarts.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Serve HTTPS with a generated CA (written into the kubeconfig).
+        #[arg(long)]
+        tls: bool,
+        /// Require bearer tokens and enforce RBAC; the kubeconfig gets an admin token.
+        #[arg(long)]
+        auth: bool,
+        /// Static token file as kube-apiserver's --token-auth-file (implies --auth).
+        #[arg(long)]
+        token_auth_file: Option<PathBuf>,
     },
 }
 
@@ -46,9 +55,19 @@ async fn main() -> anyhow::Result<()> {
             listen,
             kubeconfig,
             data_dir,
+            tls,
+            auth,
+            token_auth_file,
         } => {
-            let server = testenv::Server::start(listen, data_dir.as_deref()).await?;
-            testenv::write_kubeconfig(&kubeconfig, server.url())?;
+            let mut options = testenv::Options::default().tls(tls).auth(auth);
+            if let Some(dir) = data_dir {
+                options = options.data_dir(dir);
+            }
+            if let Some(file) = token_auth_file {
+                options = options.token_file(file);
+            }
+            let server = testenv::Server::start_with(listen, options).await?;
+            server.write_kubeconfig(&kubeconfig, None)?;
             println!("{}", server.url());
             wait_for_signal().await?;
             server.shutdown().await?;

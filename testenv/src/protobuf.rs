@@ -12,6 +12,8 @@ enum Ty {
     /// bytes, rendered base64 like JSON does
     Bytes,
     Bool,
+    /// int64 / int32 (varint)
+    Int,
     Msg(&'static [Field]),
     MapStr,
     MapBytes,
@@ -78,6 +80,53 @@ const SERVICE_ACCOUNT: &[Field] = &[
     rep(3, "imagePullSecrets", Ty::Msg(&[f(1, "name", Ty::Str)])),
     f(4, "automountServiceAccountToken", Ty::Bool),
 ];
+// authentication.k8s.io/v1 and authorization.k8s.io/v1, for `kubectl create token` and `kubectl auth can-i`
+const TOKEN_REQUEST: &[Field] = &[
+    f(1, "metadata", Ty::Msg(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Ty::Msg(&[
+            rep(1, "audiences", Ty::Str),
+            f(
+                3,
+                "boundObjectRef",
+                Ty::Msg(&[
+                    f(1, "kind", Ty::Str),
+                    f(2, "apiVersion", Ty::Str),
+                    f(3, "name", Ty::Str),
+                    f(4, "uid", Ty::Str),
+                ]),
+            ),
+            f(4, "expirationSeconds", Ty::Int),
+        ]),
+    ),
+];
+const RESOURCE_ATTRIBUTES: &[Field] = &[
+    f(1, "namespace", Ty::Str),
+    f(2, "verb", Ty::Str),
+    f(3, "group", Ty::Str),
+    f(4, "version", Ty::Str),
+    f(5, "resource", Ty::Str),
+    f(6, "subresource", Ty::Str),
+    f(7, "name", Ty::Str),
+];
+const NON_RESOURCE_ATTRIBUTES: &[Field] = &[f(1, "path", Ty::Str), f(2, "verb", Ty::Str)];
+const ACCESS_REVIEW: &[Field] = &[
+    f(1, "metadata", Ty::Msg(OBJECT_META)),
+    f(
+        2,
+        "spec",
+        Ty::Msg(&[
+            f(1, "resourceAttributes", Ty::Msg(RESOURCE_ATTRIBUTES)),
+            f(2, "nonResourceAttributes", Ty::Msg(NON_RESOURCE_ATTRIBUTES)),
+            f(3, "user", Ty::Str),
+            rep(4, "groups", Ty::Str),
+            f(6, "uid", Ty::Str),
+        ]),
+    ),
+];
+const SELF_SUBJECT_REVIEW: &[Field] = &[f(1, "metadata", Ty::Msg(OBJECT_META))];
 const TYPE_META: &[Field] = &[f(1, "apiVersion", Ty::Str), f(2, "kind", Ty::Str)];
 const UNKNOWN: &[Field] = &[
     f(1, "typeMeta", Ty::Msg(TYPE_META)),
@@ -185,6 +234,9 @@ fn decode_message(b: &[u8], fields: &[Field]) -> Result<Value, DecodeError> {
             (Ty::Str, 2) => json!(text(r.bytes()?)?),
             (Ty::Bytes, 2) => json!(base64_encode(r.bytes()?)),
             (Ty::Bool, 0) => json!(r.varint()? != 0),
+            // two's complement, as protobuf encodes negative int64
+            #[allow(clippy::cast_possible_wrap)]
+            (Ty::Int, 0) => json!(r.varint()? as i64),
             (Ty::Msg(sub), 2) => decode_message(r.bytes()?, sub)?,
             (Ty::MapStr | Ty::MapBytes, 2) => {
                 let (k, v) = map_entry(r.bytes()?, matches!(field.ty, Ty::MapBytes))?;
@@ -236,6 +288,12 @@ pub fn decode(body: &[u8]) -> Result<Value, DecodeError> {
         ("v1", "ConfigMap") => CONFIG_MAP,
         ("v1", "Secret") => SECRET,
         ("v1", "ServiceAccount") => SERVICE_ACCOUNT,
+        ("authentication.k8s.io/v1", "TokenRequest") => TOKEN_REQUEST,
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => SELF_SUBJECT_REVIEW,
+        (
+            "authorization.k8s.io/v1",
+            "SelfSubjectAccessReview" | "SubjectAccessReview" | "LocalSubjectAccessReview",
+        ) => ACCESS_REVIEW,
         _ => return Err(DecodeError::Unsupported(format!("{api_version}/{kind}"))),
     };
     let mut obj = decode_message(raw, fields)?;

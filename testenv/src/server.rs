@@ -118,6 +118,8 @@ pub struct AppState {
     pub address: Arc<Mutex<String>>,
     /// Set to true when the server shuts down: open watches end.
     pub stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Authentication and authorization (off by default).
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 const LOG_CAP: usize = 10_000;
@@ -132,6 +134,7 @@ impl AppState {
             faults: Arc::default(),
             address: Arc::new(Mutex::new(String::new())),
             stopping: Arc::new(tokio::sync::watch::channel(false).0),
+            auth: Arc::new(crate::auth::Auth::disabled()),
         }
     }
 }
@@ -148,7 +151,12 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(|| async { "ok" }))
         .route("/api", get(api))
         .route("/apis", get(apis))
+        .merge(crate::auth::routes())
         .fallback(dispatch)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authenticate,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), log_and_fault))
         // after the layer: admin requests are neither logged nor faulted
         .merge(crate::fault::admin_router())

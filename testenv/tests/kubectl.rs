@@ -23,11 +23,17 @@ impl Drop for Serve {
 }
 
 fn serve() -> Serve {
+    serve_with(&[])
+}
+
+/// `testenv serve` with extra flags (`--tls`, `--auth`).
+fn serve_with(flags: &[&str]) -> Serve {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     let mut child = Command::new(env!("CARGO_BIN_EXE_testenv"))
         .args(["serve", "--listen", "127.0.0.1:0", "--kubeconfig"])
         .arg(&kubeconfig)
+        .args(flags)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -35,7 +41,15 @@ fn serve() -> Serve {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    assert!(line.starts_with("http://127.0.0.1:"), "{line}");
+    let scheme = if flags.contains(&"--tls") {
+        "https"
+    } else {
+        "http"
+    };
+    assert!(
+        line.starts_with(&format!("{scheme}://127.0.0.1:")),
+        "{line}"
+    );
     assert!(
         kubeconfig.exists(),
         "kubeconfig written before the URL is printed"
@@ -160,8 +174,23 @@ data:
 
 #[test]
 fn kubectl_drives_testenv() {
-    let s = serve();
+    kubectl_suite(&serve());
+}
 
+/// The same suite with the admin kubeconfig over HTTPS, authentication and RBAC on.
+#[test]
+fn kubectl_drives_testenv_over_tls_with_auth() {
+    let s = serve_with(&["--tls", "--auth"]);
+    let kubeconfig = std::fs::read_to_string(&s.kubeconfig).unwrap();
+    assert!(
+        kubeconfig.contains("certificate-authority-data:"),
+        "{kubeconfig}"
+    );
+    assert!(kubeconfig.contains("token:"), "{kubeconfig}");
+    kubectl_suite(&s);
+}
+
+fn kubectl_suite(s: &Serve) {
     // api-resources
     let out = s.ok(&["api-resources"]);
     for needle in [
@@ -483,4 +512,81 @@ fn data_dir_persists_across_restarts() {
         .parse()
         .unwrap();
     assert!(rv_after > rv_before);
+}
+
+const RBAC: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-a}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-b}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: deployer, namespace: team-a}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: cm-reader, namespace: team-a}
+rules:
+- {apiGroups: [""], resources: [configmaps], verbs: [get, list, watch]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: deployer-cm, namespace: team-a}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: cm-reader}
+subjects:
+- {kind: ServiceAccount, name: deployer, namespace: team-a}
+"#;
+
+/// kubectl's own auth paths: `create token`, `auth can-i --as`, `auth whoami`, `--token`, and the errors.
+#[test]
+fn kubectl_with_tokens_rbac_and_impersonation() {
+    let s = serve_with(&["--tls", "--auth"]);
+    let rbac = s.file("rbac.yaml", RBAC);
+    s.ok(&["apply", "-f", path_str(&rbac)]);
+    let sa = "system:serviceaccount:team-a:deployer";
+    let can_i = |ns: &str| {
+        let out = s.run(&["auth", "can-i", "list", "configmaps", "-n", ns, "--as", sa]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(can_i("team-a"), "yes");
+    assert_eq!(can_i("team-b"), "no");
+    // impersonated requests
+    s.ok(&["get", "cm", "-n", "team-a", "--as", sa]);
+    let out = s.run(&["get", "cm", "-n", "team-b", "--as", sa]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(
+            "Error from server (Forbidden): configmaps is forbidden: User \"system:serviceaccount:team-a:deployer\" cannot list resource \"configmaps\" in API group \"\" in the namespace \"team-b\""
+        ),
+        "{err}"
+    );
+
+    // a TokenRequest token
+    let token = s.ok(&[
+        "create",
+        "token",
+        "deployer",
+        "-n",
+        "team-a",
+        "--duration",
+        "20m",
+    ]);
+    let token = token.trim();
+    s.ok(&["--token", token, "get", "cm", "-n", "team-a"]);
+    let who = s.json(&["--token", token, "auth", "whoami"]);
+    assert_eq!(who["status"]["userInfo"]["username"], sa);
+    let out = s.run(&["--token", token, "get", "cm", "-n", "team-b"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("(Forbidden)"));
+
+    // a bad token
+    let out = s.run(&["--token", "nope", "get", "ns"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Unauthorized"), "{err}");
 }

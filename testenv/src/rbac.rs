@@ -1,0 +1,507 @@
+//! The RBAC authorizer: Roles, ClusterRoles, RoleBindings and ClusterRoleBindings from the store decide every
+//! request, as kube-apiserver's RBAC authorizer does (aggregation labels are not resolved).
+//!
+//! [`RequestInfo`] derives verb, API group, resource, subresource, namespace and name from method, path and
+//! query, like Kubernetes' `RequestInfoFactory`.
+
+use std::collections::HashMap;
+
+use http::Method;
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::store::{ListOptions, Store};
+
+/// The group every authenticated user is in.
+pub const AUTHENTICATED: &str = "system:authenticated";
+/// The superuser group.
+pub const MASTERS: &str = "system:masters";
+
+/// A user as the authorizer sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserInfo {
+    /// Name, e.g. `system:serviceaccount:ns:name`.
+    pub name: String,
+    /// UID (may be empty).
+    pub uid: String,
+    /// Groups.
+    pub groups: Vec<String>,
+}
+
+/// What a request asks to do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attributes {
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`, `impersonate`, ...
+    pub verb: String,
+    /// Whether this addresses an API resource (otherwise `path` is a non-resource URL).
+    pub resource_request: bool,
+    /// The URL path, for non-resource requests.
+    pub path: String,
+    /// API group, empty for core.
+    pub group: String,
+    /// Plural resource name.
+    pub resource: String,
+    /// Subresource, e.g. `status`.
+    pub subresource: String,
+    /// Namespace, empty at the cluster scope.
+    pub namespace: String,
+    /// Object name, if the request addresses one.
+    pub name: String,
+}
+
+/// Namespace subresources that stay on the namespace resource (`/api/v1/namespaces/x/status`).
+const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
+
+impl Attributes {
+    /// Derive the attributes of a request, like Kubernetes' `RequestInfoFactory.NewRequestInfo`.
+    pub fn from_request(method: &Method, path: &str, query: &str) -> Self {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let rest: &[&str] = match parts.as_slice() {
+            ["api", _v, rest @ ..] if !rest.is_empty() => rest,
+            ["apis", _g, _v, rest @ ..] if !rest.is_empty() => rest,
+            _ => return Self::non_resource(method, path),
+        };
+        let group = match parts.as_slice() {
+            ["apis", g, ..] => (*g).to_string(),
+            _ => String::new(),
+        };
+        let mut rest = rest;
+        let mut namespace = String::new();
+        if rest.first() == Some(&"namespaces") && rest.len() > 1 {
+            namespace = rest[1].to_string();
+            if rest.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&rest[2]) {
+                rest = &rest[2..];
+            }
+        }
+        let resource = rest.first().copied().unwrap_or_default().to_string();
+        let mut name = rest.get(1).copied().unwrap_or_default().to_string();
+        let subresource = rest.get(2).copied().unwrap_or_default().to_string();
+        let params = query_params(query);
+        let watch = params.get("watch").is_some_and(|w| w == "1" || w == "true");
+        let verb = match *method {
+            Method::GET | Method::HEAD if name.is_empty() && watch => "watch",
+            Method::GET | Method::HEAD if name.is_empty() => "list",
+            Method::GET | Method::HEAD => "get",
+            Method::POST => "create",
+            Method::PUT => "update",
+            Method::PATCH => "patch",
+            Method::DELETE if name.is_empty() => "deletecollection",
+            Method::DELETE => "delete",
+            _ => "",
+        };
+        // list and watch of a single object by field selector are authorized for that name
+        if matches!(verb, "list" | "watch")
+            && let Some(sel) = params.get("fieldSelector")
+        {
+            for term in sel.split(',') {
+                if let Some(n) = term
+                    .strip_prefix("metadata.name==")
+                    .or_else(|| term.strip_prefix("metadata.name="))
+                {
+                    name = n.to_string();
+                }
+            }
+        }
+        Self {
+            verb: verb.to_string(),
+            resource_request: true,
+            path: path.to_string(),
+            group,
+            resource,
+            subresource,
+            namespace,
+            name,
+        }
+    }
+
+    fn non_resource(method: &Method, path: &str) -> Self {
+        let verb = match *method {
+            Method::GET | Method::HEAD => "get",
+            Method::POST => "post",
+            Method::PUT => "put",
+            Method::PATCH => "patch",
+            Method::DELETE => "delete",
+            _ => "",
+        };
+        Self {
+            verb: verb.to_string(),
+            resource_request: false,
+            path: path.to_string(),
+            ..Self::default()
+        }
+    }
+
+    /// The 403 Kubernetes returns when these attributes are denied to `user`.
+    pub fn forbidden(&self, user: &str, reason: &str) -> ApiError {
+        let mut msg = if !self.resource_request {
+            format!("User {user:?} cannot {} path {:?}", self.verb, self.path)
+        } else {
+            let mut resource = self.resource.clone();
+            if !self.subresource.is_empty() {
+                resource = format!("{resource}/{}", self.subresource);
+            }
+            if self.namespace.is_empty() {
+                format!(
+                    "User {user:?} cannot {} resource {resource:?} in API group {:?} at the cluster scope",
+                    self.verb, self.group
+                )
+            } else {
+                format!(
+                    "User {user:?} cannot {} resource {resource:?} in API group {:?} in the namespace {:?}",
+                    self.verb, self.group, self.namespace
+                )
+            }
+        };
+        if !reason.is_empty() {
+            msg = format!("{msg}: {reason}");
+        }
+        if self.resource_request {
+            ApiError::forbidden_resource(&self.group, &self.resource, &self.name, &msg)
+        } else {
+            ApiError::forbidden(format!("forbidden: {msg}"))
+        }
+    }
+}
+
+fn query_params(query: &str) -> HashMap<String, String> {
+    url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// The authorizer's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// Allowed or not.
+    pub allowed: bool,
+    /// Why (as SubjectAccessReview's `status.reason`).
+    pub reason: String,
+}
+
+/// Non-resource URLs every authenticated user may get (`system:discovery`, `system:public-info-viewer`).
+const DISCOVERY_URLS: &[&str] = &[
+    "/api",
+    "/api/*",
+    "/apis",
+    "/apis/*",
+    "/healthz",
+    "/livez",
+    "/readyz",
+    "/version",
+    "/version/",
+    "/openapi",
+    "/openapi/*",
+];
+
+/// Non-resource URLs anyone, authenticated or not, may get (`system:public-info-viewer`).
+pub const PUBLIC_URLS: &[&str] = &["/healthz", "/livez", "/readyz", "/version", "/version/"];
+
+/// Whether `path` matches a `nonResourceURLs` entry (exact, `*`, or a prefix ending in `*`).
+pub fn url_matches(pattern: &str, path: &str) -> bool {
+    pattern == "*"
+        || pattern == path
+        || pattern
+            .strip_suffix('*')
+            .is_some_and(|prefix| path.starts_with(prefix))
+}
+
+fn strs(v: &Value) -> impl Iterator<Item = &str> {
+    v.as_array().into_iter().flatten().filter_map(Value::as_str)
+}
+
+fn has(v: &Value, want: &str) -> bool {
+    strs(v).any(|s| s == "*" || s == want)
+}
+
+/// Whether one PolicyRule allows `a`, with Kubernetes' wildcard rules.
+pub fn rule_allows(rule: &Value, a: &Attributes) -> bool {
+    if !has(&rule["verbs"], &a.verb) {
+        return false;
+    }
+    if !a.resource_request {
+        return strs(&rule["nonResourceURLs"]).any(|p| url_matches(p, &a.path));
+    }
+    if !has(&rule["apiGroups"], &a.group) {
+        return false;
+    }
+    let combined = if a.subresource.is_empty() {
+        a.resource.clone()
+    } else {
+        format!("{}/{}", a.resource, a.subresource)
+    };
+    let resource_ok = strs(&rule["resources"]).any(|r| {
+        r == "*"
+            || r == combined
+            || (!a.subresource.is_empty() && r.strip_prefix("*/") == Some(a.subresource.as_str()))
+    });
+    if !resource_ok {
+        return false;
+    }
+    let names: Vec<&str> = strs(&rule["resourceNames"]).collect();
+    names.is_empty() || names.contains(&a.name.as_str())
+}
+
+/// Rules every authenticated user has (`system:basic-user`, `system:discovery`).
+fn implicit_allows(a: &Attributes) -> bool {
+    if !a.resource_request {
+        return a.verb == "get" && DISCOVERY_URLS.iter().any(|p| url_matches(p, &a.path));
+    }
+    a.verb == "create"
+        && ((a.group == "authorization.k8s.io"
+            && matches!(
+                a.resource.as_str(),
+                "selfsubjectaccessreviews" | "selfsubjectrulesreviews"
+            ))
+            || (a.group == "authentication.k8s.io" && a.resource == "selfsubjectreviews"))
+}
+
+fn subject_matches(subject: &Value, binding_ns: &str, user: &UserInfo) -> bool {
+    let name = subject["name"].as_str().unwrap_or_default();
+    match subject["kind"].as_str().unwrap_or_default() {
+        "User" => name == user.name,
+        "Group" => user.groups.iter().any(|g| g == name),
+        "ServiceAccount" => {
+            let ns = subject["namespace"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+                .unwrap_or(binding_ns);
+            user.name == format!("system:serviceaccount:{ns}:{name}")
+        }
+        _ => false,
+    }
+}
+
+/// The RBAC authorizer over a store.
+pub struct Authorizer<'a> {
+    store: &'a Store,
+}
+
+impl<'a> Authorizer<'a> {
+    /// An authorizer reading RBAC objects from `store`.
+    pub fn new(store: &'a Store) -> Self {
+        Self { store }
+    }
+
+    fn objects(&self, plural: &str, ns: Option<&str>) -> Vec<std::sync::Arc<Value>> {
+        let Some(rd) = self
+            .store
+            .resolve("rbac.authorization.k8s.io", "v1", plural)
+        else {
+            return Vec::new();
+        };
+        self.store
+            .list(&rd, ns, &ListOptions::default())
+            .map(|r| r.items)
+            .unwrap_or_default()
+    }
+
+    fn role_rules(&self, role_ref: &Value, binding_ns: &str) -> Vec<Value> {
+        let name = role_ref["name"].as_str().unwrap_or_default();
+        let (plural, ns) = match role_ref["kind"].as_str().unwrap_or_default() {
+            "ClusterRole" => ("clusterroles", ""),
+            "Role" => ("roles", binding_ns),
+            _ => return Vec::new(),
+        };
+        let Some(rd) = self
+            .store
+            .resolve("rbac.authorization.k8s.io", "v1", plural)
+        else {
+            return Vec::new();
+        };
+        match self.store.get(&rd, ns, name) {
+            Ok(role) => strs_rules(&role["rules"]),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Decide whether `user` may do `a`.
+    pub fn authorize(&self, user: &UserInfo, a: &Attributes) -> Decision {
+        if user.groups.iter().any(|g| g == MASTERS) {
+            return allow(format!("{MASTERS} is a superuser group"));
+        }
+        if user.groups.iter().any(|g| g == AUTHENTICATED) && implicit_allows(a) {
+            return allow("allowed to every authenticated user".to_string());
+        }
+        for crb in self.objects("clusterrolebindings", None) {
+            let subjects = crb["subjects"].as_array().cloned().unwrap_or_default();
+            if !subjects.iter().any(|s| subject_matches(s, "", user)) {
+                continue;
+            }
+            if self
+                .role_rules(&crb["roleRef"], "")
+                .iter()
+                .any(|r| rule_allows(r, a))
+            {
+                return allow(format!(
+                    "RBAC: allowed by ClusterRoleBinding {:?} of ClusterRole {:?} to User {:?}",
+                    crb["metadata"]["name"].as_str().unwrap_or_default(),
+                    crb["roleRef"]["name"].as_str().unwrap_or_default(),
+                    user.name
+                ));
+            }
+        }
+        if a.resource_request && !a.namespace.is_empty() {
+            for rb in self.objects("rolebindings", Some(&a.namespace)) {
+                let subjects = rb["subjects"].as_array().cloned().unwrap_or_default();
+                if !subjects
+                    .iter()
+                    .any(|s| subject_matches(s, &a.namespace, user))
+                {
+                    continue;
+                }
+                if self
+                    .role_rules(&rb["roleRef"], &a.namespace)
+                    .iter()
+                    .any(|r| rule_allows(r, a))
+                {
+                    return allow(format!(
+                        "RBAC: allowed by RoleBinding {:?} of {} {:?} to User {:?}",
+                        format!(
+                            "{}/{}",
+                            a.namespace,
+                            rb["metadata"]["name"].as_str().unwrap_or_default()
+                        ),
+                        rb["roleRef"]["kind"].as_str().unwrap_or_default(),
+                        rb["roleRef"]["name"].as_str().unwrap_or_default(),
+                        user.name
+                    ));
+                }
+            }
+        }
+        Decision {
+            allowed: false,
+            reason: String::new(),
+        }
+    }
+}
+
+fn allow(reason: String) -> Decision {
+    Decision {
+        allowed: true,
+        reason,
+    }
+}
+
+fn strs_rules(rules: &Value) -> Vec<Value> {
+    rules.as_array().cloned().unwrap_or_default()
+}
+
+/// The `cluster-admin` ClusterRole seeded when authorization is on.
+pub fn cluster_admin() -> Value {
+    serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "cluster-admin", "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
+        "rules": [
+            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+            {"nonResourceURLs": ["*"], "verbs": ["*"]}
+        ]
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn attrs(method: Method, path: &str, query: &str) -> Attributes {
+        Attributes::from_request(&method, path, query)
+    }
+
+    #[test]
+    fn request_info() {
+        let a = attrs(Method::GET, "/api/v1/namespaces/a/configmaps", "");
+        assert_eq!(
+            (a.verb.as_str(), a.namespace.as_str(), a.resource.as_str()),
+            ("list", "a", "configmaps")
+        );
+        let a = attrs(Method::GET, "/api/v1/namespaces/a/configmaps", "watch=1");
+        assert_eq!(a.verb, "watch");
+        let a = attrs(
+            Method::GET,
+            "/api/v1/namespaces/a/configmaps",
+            "fieldSelector=metadata.name%3Dx&watch=true",
+        );
+        assert_eq!((a.verb.as_str(), a.name.as_str()), ("watch", "x"));
+        let a = attrs(
+            Method::PATCH,
+            "/apis/apps/v1/namespaces/a/deployments/d/status",
+            "",
+        );
+        assert_eq!(
+            (
+                a.verb.as_str(),
+                a.group.as_str(),
+                a.name.as_str(),
+                a.subresource.as_str()
+            ),
+            ("patch", "apps", "d", "status")
+        );
+        let a = attrs(Method::DELETE, "/api/v1/namespaces/a/secrets", "");
+        assert_eq!(a.verb, "deletecollection");
+        let a = attrs(Method::GET, "/api/v1/namespaces/a", "");
+        assert_eq!(
+            (
+                a.resource.as_str(),
+                a.namespace.as_str(),
+                a.name.as_str(),
+                a.verb.as_str()
+            ),
+            ("namespaces", "a", "a", "get")
+        );
+        let a = attrs(Method::GET, "/apis/apps/v1", "");
+        assert!(!a.resource_request);
+        let a = attrs(Method::GET, "/api", "");
+        assert!(!a.resource_request);
+    }
+
+    #[test]
+    fn rules() {
+        let a = attrs(Method::GET, "/api/v1/namespaces/a/configmaps/x", "");
+        assert!(rule_allows(
+            &json!({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}),
+            &a
+        ));
+        assert!(!rule_allows(
+            &json!({"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"], "resourceNames": ["y"]}),
+            &a
+        ));
+        assert!(!rule_allows(
+            &json!({"apiGroups": ["apps"], "resources": ["*"], "verbs": ["*"]}),
+            &a
+        ));
+        let s = attrs(
+            Method::PUT,
+            "/apis/apps/v1/namespaces/a/deployments/d/status",
+            "",
+        );
+        assert!(rule_allows(
+            &json!({"apiGroups": ["apps"], "resources": ["*/status"], "verbs": ["update"]}),
+            &s
+        ));
+        assert!(!rule_allows(
+            &json!({"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["update"]}),
+            &s
+        ));
+        let n = attrs(Method::GET, "/metrics/x", "");
+        assert!(rule_allows(
+            &json!({"nonResourceURLs": ["/metrics/*"], "verbs": ["get"]}),
+            &n
+        ));
+    }
+
+    #[test]
+    fn forbidden_message() {
+        let a = attrs(Method::GET, "/apis/apps/v1/namespaces/b/deployments/d", "");
+        let e = a.forbidden("bob", "");
+        assert_eq!(
+            e.message,
+            "deployments.apps \"d\" is forbidden: User \"bob\" cannot get resource \"deployments\" in API group \"apps\" in the namespace \"b\""
+        );
+        let a = attrs(Method::GET, "/api/v1/namespaces", "");
+        assert_eq!(
+            a.forbidden("bob", "").message,
+            "namespaces is forbidden: User \"bob\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope"
+        );
+    }
+}
