@@ -24,6 +24,7 @@ pub mod protobuf;
 pub mod schema;
 pub mod selector;
 pub mod server;
+pub mod simulate;
 pub mod store;
 pub mod table;
 
@@ -33,6 +34,7 @@ use std::sync::Arc;
 
 pub use error::{ApiError, Error};
 pub use server::{FaultHook, LoggedRequest};
+pub use simulate::Simulation;
 
 use server::AppState;
 use store::Store;
@@ -50,6 +52,8 @@ pub const NAMESPACE_GRACE: std::time::Duration = std::time::Duration::from_milli
 pub struct Options {
     /// Load objects from and save them to `data_dir/state.json`.
     pub data_dir: Option<PathBuf>,
+    /// Simulated workloads (Deployment status, Pods Running, Jobs Complete, ...): on by default, ~200 ms.
+    pub simulation: Simulation,
 }
 
 impl Options {
@@ -57,6 +61,23 @@ impl Options {
     #[must_use]
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
+        self
+    }
+}
+
+/// Simulated workloads (see [`simulate`]).
+impl Options {
+    /// Turn the workload simulation on (the default) or off (raw storage: no status is ever filled in).
+    #[must_use]
+    pub fn simulation(mut self, enabled: bool) -> Self {
+        self.simulation.enabled = enabled;
+        self
+    }
+
+    /// How long after a spec change the simulated status is written (default [`simulate::DEFAULT_DELAY`]).
+    #[must_use]
+    pub fn simulation_delay(mut self, delay: std::time::Duration) -> Self {
+        self.simulation.delay = delay;
         self
     }
 }
@@ -72,8 +93,10 @@ pub struct Server {
 impl Server {
     /// Bind `listen` and serve. With `data_dir`, objects are loaded from and saved to `data_dir/state.json`.
     pub async fn start(listen: SocketAddr, data_dir: Option<&Path>) -> Result<Self, Error> {
-        let mut options = Options::default();
-        options.data_dir = data_dir.map(Path::to_path_buf);
+        let options = Options {
+            data_dir: data_dir.map(Path::to_path_buf),
+            ..Options::default()
+        };
         Self::start_with(listen, options).await
     }
 
@@ -103,6 +126,8 @@ impl Server {
                 tracing::error!(error = %e, "testenv server stopped");
             }
         });
+        let simulation = options.simulation;
+        // persistence, the namespace controller and the simulated workload controllers
         let persist = tokio::spawn({
             let store = store.clone();
             async move {
@@ -113,7 +138,11 @@ impl Server {
                         store.sweep_namespaces(NAMESPACE_GRACE);
                     }
                 };
-                tokio::join!(store.clone().persist_loop(), namespaces);
+                tokio::join!(
+                    store.clone().persist_loop(),
+                    namespaces,
+                    simulate::run(store.clone(), simulation)
+                );
             }
         });
         Ok(Self {

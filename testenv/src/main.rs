@@ -28,6 +28,12 @@ enum Command {
         /// Persist objects in this directory across restarts.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Simulated workloads (see the README): no status is filled in for Deployments, Pods, Jobs, ...
+        #[arg(long)]
+        no_simulation: bool,
+        /// How long simulated workloads take to become ready after a spec change, in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 200)]
+        simulation_delay: u64,
     },
 }
 
@@ -46,8 +52,16 @@ async fn main() -> anyhow::Result<()> {
             listen,
             kubeconfig,
             data_dir,
+            no_simulation,
+            simulation_delay,
         } => {
-            let server = testenv::Server::start(listen, data_dir.as_deref()).await?;
+            let mut options = testenv::Options::default()
+                .simulation(!no_simulation)
+                .simulation_delay(std::time::Duration::from_millis(simulation_delay));
+            if let Some(dir) = data_dir {
+                options = options.data_dir(dir);
+            }
+            let server = testenv::Server::start_with(listen, options).await?;
             testenv::write_kubeconfig(&kubeconfig, server.url())?;
             println!("{}", server.url());
             wait_for_signal().await?;
