@@ -655,3 +655,23 @@ async fn simulation_off_leaves_status_empty() {
     assert!(get(&pods, "p").await["status"].is_null());
     env.shutdown().await;
 }
+
+#[tokio::test]
+async fn objects_stored_without_status_are_simulated_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = TestEnv::start_with(Options::default().data_dir(dir.path()).simulation(false))
+        .await
+        .unwrap();
+    create(
+        &deployments(&env),
+        workload("Deployment", "web", json!({}), json!({})),
+    )
+    .await;
+    env.shutdown().await;
+
+    let env = TestEnv::start_with(Options::default().data_dir(dir.path()))
+        .await
+        .unwrap();
+    until(&deployments(&env), "web", "Current", current).await;
+    env.shutdown().await;
+}
