@@ -28,7 +28,7 @@ enum Command {
         /// Persist objects in this directory across restarts.
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Simulated workloads (see the README): no status is filled in for Deployments, Pods, Jobs, ...
+        /// Turn off simulated workloads (see the README): no status is filled in for Deployments, Pods, Jobs, ...
         #[arg(long)]
         no_simulation: bool,
         /// How long simulated workloads take to become ready after a spec change, in milliseconds.
