@@ -24,6 +24,8 @@ kind: Deployment
 metadata:
   name: web
   namespace: default
+  annotations:
+    testenv.riptide.dev/never-ready: \"true\"
 spec:
   replicas: 1
   selector:
@@ -150,26 +152,25 @@ async fn wait_times_out_then_passes_when_the_deployment_is_available() {
     );
     assert!(ks.status.as_ref().unwrap().last_applied_revision.is_none());
 
-    // The workload becomes available (testenv does not simulate it yet: the test writes the status).
+    // testenv's simulated workloads observed it as never ready: the rollout is under way, not available.
     let deployments: Api<Deployment> = Api::namespaced(fx.client.clone(), "default");
-    let generation = deployments
-        .get("web")
-        .await
-        .unwrap()
-        .metadata
-        .generation
-        .unwrap_or(1);
-    deployments
-        .patch_status(
-            "web",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": {"observedGeneration": generation, "replicas": 1, "updatedReplicas": 1,
-                "readyReplicas": 1, "availableReplicas": 1,
-                "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "ok"}]}})),
-        )
-        .await
-        .unwrap();
-    let ks = fx.wait_applied("web", REV1).await;
+    let status = deployments.get("web").await.unwrap().status.unwrap();
+    assert_eq!(
+        (status.observed_generation, status.ready_replicas),
+        (Some(1), None)
+    );
+
+    // The next revision drops the annotation: the Deployment becomes available and the health check passes.
+    fx.publish(
+        "repo",
+        REV2,
+        &[(
+            "deploy.yaml",
+            &DEPLOYMENT.replace("testenv.riptide.dev/never-ready: \"true\"", "{}"),
+        )],
+    )
+    .await;
+    let ks = fx.wait_applied("web", REV2).await;
     let healthy = ks.condition("Healthy").unwrap();
     assert_eq!(healthy.status.as_str(), "True");
     assert!(

@@ -28,6 +28,7 @@ pub mod request_info;
 pub mod schema;
 pub mod selector;
 pub mod server;
+pub mod simulate;
 pub mod store;
 pub mod table;
 pub mod tls;
@@ -39,6 +40,7 @@ use std::sync::Arc;
 pub use error::{ApiError, Error};
 pub use fault::{FaultAction, FaultId, FaultRule};
 pub use server::{FaultHook, LoggedRequest};
+pub use simulate::Simulation;
 
 use server::AppState;
 use store::Store;
@@ -64,6 +66,10 @@ pub struct Options {
     pub auth: bool,
     /// A kube-apiserver static token file (`token,user,uid,"group1,group2"`); implies `auth`.
     pub token_file: Option<PathBuf>,
+
+    // --- simulated workloads ---
+    /// Simulated workloads (Deployment status, Pods Running, Jobs Complete, ...): on by default, ~200 ms.
+    pub simulation: Simulation,
 }
 
 impl Options {
@@ -93,6 +99,23 @@ impl Options {
     pub fn token_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.token_file = Some(path.into());
         self.auth = true;
+        self
+    }
+}
+
+/// Simulated workloads (see [`simulate`]).
+impl Options {
+    /// Turn the workload simulation on (the default) or off (raw storage: no status is ever filled in).
+    #[must_use]
+    pub fn simulation(mut self, enabled: bool) -> Self {
+        self.simulation.enabled = enabled;
+        self
+    }
+
+    /// How long after a spec change the simulated status is written (default [`simulate::DEFAULT_DELAY`]).
+    #[must_use]
+    pub fn simulation_delay(mut self, delay: std::time::Duration) -> Self {
+        self.simulation.delay = delay;
         self
     }
 }
@@ -184,6 +207,8 @@ impl Server {
             }),
         };
         let tokens = auth_on.then(|| state.auth.clone());
+        let simulation = options.simulation;
+        // persistence, the namespace controller, the token controller and the simulated workload controllers
         let persist = tokio::spawn({
             let store = store.clone();
             async move {
@@ -199,7 +224,12 @@ impl Server {
                         auth::token_controller(store.clone(), auth).await;
                     }
                 };
-                tokio::join!(store.clone().persist_loop(), namespaces, tokens);
+                tokio::join!(
+                    store.clone().persist_loop(),
+                    namespaces,
+                    tokens,
+                    simulate::run(store.clone(), simulation)
+                );
             }
         });
         let scheme = if certs.is_some() { "https" } else { "http" };

@@ -37,6 +37,12 @@ enum Command {
         /// Static token file as kube-apiserver's --token-auth-file (implies --auth).
         #[arg(long)]
         token_auth_file: Option<PathBuf>,
+        /// Turn off simulated workloads (see the README): no status is filled in for Deployments, Pods, Jobs, ...
+        #[arg(long)]
+        no_simulation: bool,
+        /// How long simulated workloads take to become ready after a spec change, in milliseconds.
+        #[arg(long, value_name = "MS", default_value_t = 200)]
+        simulation_delay: u64,
     },
 }
 
@@ -58,8 +64,14 @@ async fn main() -> anyhow::Result<()> {
             tls,
             auth,
             token_auth_file,
+            no_simulation,
+            simulation_delay,
         } => {
-            let mut options = testenv::Options::default().tls(tls).auth(auth);
+            let mut options = testenv::Options::default()
+                .tls(tls)
+                .auth(auth)
+                .simulation(!no_simulation)
+                .simulation_delay(std::time::Duration::from_millis(simulation_delay));
             if let Some(dir) = data_dir {
                 options = options.data_dir(dir);
             }

@@ -496,6 +496,66 @@ fn spec_part(v: &Value) -> Value {
     v
 }
 
+/// Like the API server's IP allocator: a Service (but `ExternalName` or headless `None`) without a `clusterIP` gets
+/// a free one from 10.96.0.0/16; `clusterIPs` follows `clusterIP`.
+fn allocate_cluster_ip(st: &State, obj: &mut Value) {
+    let spec = &obj["spec"];
+    if spec["type"] == "ExternalName" {
+        return;
+    }
+    let ip = match spec["clusterIP"].as_str() {
+        Some(ip) if !ip.is_empty() => ip.to_string(),
+        _ => {
+            let used: HashSet<&str> = st
+                .objects
+                .get(&(String::new(), "services".to_string()))
+                .into_iter()
+                .flat_map(|m| m.values())
+                .filter_map(|s| s["spec"]["clusterIP"].as_str())
+                .collect();
+            let mut rng = rand::rng();
+            // .0.1 is the `kubernetes` Service's, .0.10 the DNS Service's in most clusters
+            let mut candidate = || {
+                format!(
+                    "10.96.{}.{}",
+                    rng.random_range(0..=255u8),
+                    rng.random_range(11..=254u8)
+                )
+            };
+            let mut ip = candidate();
+            while used.contains(ip.as_str()) {
+                ip = candidate();
+            }
+            ip
+        }
+    };
+    if obj["spec"]["clusterIPs"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        obj["spec"]["clusterIPs"] = json!([ip]);
+    }
+    obj["spec"]["clusterIP"] = json!(ip);
+}
+
+/// An update that leaves out the allocated `clusterIP`/`clusterIPs` keeps them (as the API server does).
+fn keep_cluster_ip(old: &Value, new: &mut Value) {
+    if new["spec"]["type"] == "ExternalName" || !new["spec"].is_object() {
+        return;
+    }
+    for field in ["clusterIP", "clusterIPs"] {
+        let missing = match &new["spec"][field] {
+            Value::Null => true,
+            Value::String(s) => s.is_empty(),
+            Value::Array(a) => a.is_empty(),
+            _ => false,
+        };
+        if missing && !old["spec"][field].is_null() {
+            new["spec"][field] = old["spec"][field].clone();
+        }
+    }
+}
+
 impl Store {
     /// A new in-memory store with the built-in resources and namespaces default, kube-system, kube-public.
     pub fn new(data_file: Option<PathBuf>) -> Result<Arc<Self>, crate::Error> {
@@ -535,6 +595,11 @@ impl Store {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         }
+    }
+
+    /// Every change from now on (all resources), for in-process controllers such as the workload simulation.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.tx.subscribe()
     }
 
     /// The current resourceVersion.
@@ -855,6 +920,9 @@ impl Store {
         );
         if st.objects.get(&gr).is_some_and(|m| m.contains_key(&key)) {
             return Err(ApiError::already_exists(&rd.group, &rd.plural, &name));
+        }
+        if rd.crd.is_none() && rd.group.is_empty() && rd.plural == "services" {
+            allocate_cluster_ip(&st, &mut obj);
         }
         if opts.dry_run {
             return Ok(obj);
@@ -1227,6 +1295,9 @@ impl Store {
                     }
                 }
             }
+        }
+        if !status && rd.crd.is_none() && rd.group.is_empty() && rd.plural == "services" {
+            keep_cluster_ip(&old, &mut new);
         }
         if !status {
             Self::validate(rd, &mut new, opts.strict)?;

@@ -20,7 +20,7 @@ use kube::api::{
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::{Discovery, Scope, verbs};
 use serde_json::{Value, json};
-use testenv::TestEnv;
+use testenv::{Options, TestEnv};
 
 fn cm(name: &str, data: &[(&str, &str)]) -> ConfigMap {
     serde_json::from_value(json!({
@@ -736,7 +736,10 @@ async fn s4_finalizers_gc_deletecollection_and_namespace_deletion() {
 
 #[tokio::test]
 async fn s5_metadata_uid_rv_generation_and_managed_fields() {
-    let env = TestEnv::start().await.unwrap();
+    // resourceVersions are compared across writes: no simulated status writes in between
+    let env = TestEnv::start_with(Options::default().simulation(false))
+        .await
+        .unwrap();
     let client = env.client();
     let api: Api<Deployment> = Api::default_namespaced(client.clone());
     let pp = PostParams {
@@ -1079,7 +1082,10 @@ async fn s6_server_side_apply_ownership_conflicts_and_force() {
 
 #[tokio::test]
 async fn s6_apply_merges_lists_by_key_for_builtins_and_crds() {
-    let env = TestEnv::start().await.unwrap();
+    // checks that status stays empty: raw storage, no simulated status
+    let env = TestEnv::start_with(Options::default().simulation(false))
+        .await
+        .unwrap();
     let client = env.client();
     let api: Api<Deployment> = Api::default_namespaced(client.clone());
     let mk = |containers: Value| {
