@@ -98,13 +98,23 @@ pub async fn start_with(config: Config) -> Fx {
 }
 
 pub async fn start_full(config: Config, concurrency: u16) -> Fx {
+    start_env(config, concurrency, testenv::Options::default()).await
+}
+
+/// testenv with authentication and RBAC on. The controller runs with the admin kubeconfig (`system:masters`),
+/// like a controller whose ServiceAccount is cluster-admin, so it may impersonate tenants' ServiceAccounts.
+pub async fn start_auth(config: Config) -> Fx {
+    start_env(config, 8, testenv::Options::default().auth(true)).await
+}
+
+pub async fn start_env(config: Config, concurrency: u16, options: testenv::Options) -> Fx {
     if let Ok(filter) = std::env::var("TEST_LOG") {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_test_writer()
             .try_init();
     }
-    let env = testenv::TestEnv::start().await.unwrap();
+    let env = testenv::TestEnv::start_with(options).await.unwrap();
     let client = env.client();
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in common::api::crds() {
@@ -224,18 +234,30 @@ impl Fx {
     }
 
     pub async fn create_ks(&self, name: &str, spec: Value) {
+        self.create_ks_in("default", name, spec).await;
+    }
+
+    /// Creates a Kustomization in `namespace`; its default source is the GitRepository `default/repo`.
+    pub async fn create_ks_in(&self, namespace: &str, name: &str, spec: Value) {
         let mut base = json!({"interval": "10m", "prune": true, "path": "./",
-            "sourceRef": {"kind": "GitRepository", "name": "repo"}});
+            "sourceRef": {"kind": "GitRepository", "name": "repo", "namespace": "default"}});
         for (k, v) in spec.as_object().unwrap() {
             base[k] = v.clone();
         }
         let ks: Kustomization = serde_json::from_value(json!({
             "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
-            "metadata": {"name": name, "namespace": "default"},
+            "metadata": {"name": name, "namespace": namespace},
             "spec": base
         }))
         .unwrap();
-        self.ks.create(&PostParams::default(), &ks).await.unwrap();
+        self.ks_api(namespace)
+            .create(&PostParams::default(), &ks)
+            .await
+            .unwrap();
+    }
+
+    pub fn ks_api(&self, namespace: &str) -> Api<Kustomization> {
+        Api::namespaced(self.client.clone(), namespace)
     }
 
     /// Waits until `check` holds for the Kustomization.
@@ -245,9 +267,21 @@ impl Fx {
         what: &str,
         check: impl Fn(&Kustomization) -> bool,
     ) -> Kustomization {
+        self.wait_ks_in("default", name, what, check).await
+    }
+
+    /// Waits until `check` holds for the Kustomization `namespace/name`.
+    pub async fn wait_ks_in(
+        &self,
+        namespace: &str,
+        name: &str,
+        what: &str,
+        check: impl Fn(&Kustomization) -> bool,
+    ) -> Kustomization {
+        let api = self.ks_api(namespace);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let ks = self.ks.get(name).await.unwrap();
+            let ks = api.get(name).await.unwrap();
             if check(&ks) {
                 return ks;
             }
@@ -262,9 +296,19 @@ impl Fx {
 
     /// Waits until Ready=True for `revision`.
     pub async fn wait_applied(&self, name: &str, revision: &str) -> Kustomization {
+        self.wait_applied_in("default", name, revision).await
+    }
+
+    /// Waits until Ready=True for `revision` (Kustomization in `namespace`).
+    pub async fn wait_applied_in(
+        &self,
+        namespace: &str,
+        name: &str,
+        revision: &str,
+    ) -> Kustomization {
         let want = format!("Applied revision: {revision}");
         let ks = self
-            .wait_ks(name, &want, |ks| {
+            .wait_ks_in(namespace, name, &want, |ks| {
                 ks.condition("Ready")
                     .is_some_and(|c| c.status.as_str() == "True" && c.message == want)
                     && ks.status.as_ref().unwrap().observed_generation == ks.metadata.generation
@@ -276,8 +320,13 @@ impl Fx {
 
     /// Waits until Ready=False with `reason`.
     pub async fn wait_failed(&self, name: &str, reason: &str) -> Kustomization {
+        self.wait_failed_in("default", name, reason).await
+    }
+
+    /// Waits until Ready=False with `reason` (Kustomization in `namespace`).
+    pub async fn wait_failed_in(&self, namespace: &str, name: &str, reason: &str) -> Kustomization {
         let ks = self
-            .wait_ks(name, reason, |ks| {
+            .wait_ks_in(namespace, name, reason, |ks| {
                 ks.condition("Ready")
                     .is_some_and(|c| c.status.as_str() == "False" && c.reason == reason)
             })
@@ -403,8 +452,12 @@ pub fn evil_tarball() -> Vec<u8> {
 }
 
 pub fn configmap(name: &str, data: &[(&str, &str)]) -> String {
+    configmap_in("default", name, data)
+}
+
+pub fn configmap_in(namespace: &str, name: &str, data: &[(&str, &str)]) -> String {
     let mut s = format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: default\ndata:\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {namespace}\ndata:\n"
     );
     for (k, v) in data {
         s.push_str(&format!("  {k}: \"{v}\"\n"));

@@ -279,6 +279,14 @@ fn crd(obj: &Value) -> (Status, String) {
     (Status::InProgress, "CRD is not established".into())
 }
 
+/// The error of a failed read as Go's client prints it: the API server's message alone.
+fn read_error(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(s) if !s.message.is_empty() => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Why the wait ended without every object Current.
 #[derive(Debug, thiserror::Error)]
 pub enum WaitError {
@@ -312,7 +320,7 @@ pub async fn wait_for(
             let resolved = match resolver.resolve_meta(client, m).await {
                 Ok(r) => r,
                 Err(e) if is_not_found(&e) => return (m, Status::NotFound, String::new()),
-                Err(e) => return (m, Status::Unknown, e.to_string()),
+                Err(e) => return (m, Status::Unknown, read_error(&e)),
             };
             match resolved
                 .api(client.clone(), &m.namespace)
@@ -325,7 +333,7 @@ pub async fn wait_for(
                     (m, s, msg)
                 }
                 Ok(None) => (m, Status::NotFound, String::new()),
-                Err(e) => (m, Status::Unknown, e.to_string()),
+                Err(e) => (m, Status::Unknown, read_error(&e)),
             }
         }))
         .await;
@@ -336,9 +344,15 @@ pub async fn wait_for(
             .iter()
             .filter(|(_, s, _)| *s == Status::Failed)
             .collect();
+        // kstatus keeps the error of an object it could not read (Unknown) and Flux appends it.
         let describe = |list: &[&(&ObjMeta, Status, String)]| {
             list.iter()
-                .map(|(m, s, _)| format!("{m} status: '{}'", s.as_str()))
+                .map(|(m, s, msg)| match s {
+                    Status::Unknown if !msg.is_empty() => {
+                        format!("{m} status: '{}': {msg}", s.as_str())
+                    }
+                    _ => format!("{m} status: '{}'", s.as_str()),
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         };
