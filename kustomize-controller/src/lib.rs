@@ -43,7 +43,8 @@ pub struct Args {
     /// Concurrent server-side dry-runs per Kustomization.
     #[arg(long, default_value_t = 4)]
     pub concurrent_ssa: usize,
-    /// The SOPS age secret in the runtime namespace (not supported yet; accepted for compatibility).
+    /// The name of a Secret in the RUNTIME_NAMESPACE holding SOPS age keys (`*.agekey`), used by Kustomizations
+    /// with `spec.decryption` but no `secretRef`.
     #[arg(long, default_value = "")]
     pub sops_age_secret: String,
 }
@@ -67,6 +68,10 @@ impl Args {
             strict_substitutions: self.runtime.feature_enabled("StrictPostBuildSubstitutions"),
             fetch,
             concurrent_ssa: self.concurrent_ssa.max(1),
+            sops_age_secret: std::env::var(common::cli::RUNTIME_NAMESPACE_ENV)
+                .ok()
+                .filter(|ns| !ns.is_empty() && !self.sops_age_secret.is_empty())
+                .map(|ns| (ns, self.sops_age_secret.clone())),
             ..Default::default()
         }
     }

@@ -12,6 +12,7 @@ use kustomize::{Map, Value as KValue};
 use serde_json::Value;
 use sha2::Digest as _;
 
+use super::decrypt::{DecryptError, Decryptor};
 use super::envsubst;
 
 /// Kustomization file names kustomize recognises, in its order.
@@ -46,6 +47,8 @@ pub enum BuildError {
     },
     #[error("post build failed for '{0}': YAMLToJSON: the substituted manifest is not valid YAML")]
     SubstitutedYaml(String),
+    #[error(transparent)]
+    Decrypt(#[from] DecryptError),
     #[error("{0}")]
     Other(String),
 }
@@ -350,14 +353,19 @@ pub fn to_json(v: &KValue) -> Value {
     }
 }
 
-/// Generates the kustomization, builds `dir` confined to `root`, and runs post-build substitution.
+/// Generates the kustomization, decrypts the SOPS sources it names (with `decryptor`), builds `dir` confined to
+/// `root`, decrypts the SOPS objects, and runs post-build substitution.
 pub fn build(
     root: &Path,
     dir: &Path,
     spec: &KustomizationSpec,
     post: &PostBuild,
+    decryptor: Option<&Decryptor>,
 ) -> Result<Built, BuildError> {
     generate(root, dir, spec)?;
+    if let Some(d) = decryptor {
+        d.decrypt_sources(root, dir)?;
+    }
     let root_text = root.display().to_string();
     let out = kustomize::build(root, dir, &kustomize::BuildOptions::default())
         .map_err(|e| BuildError::Kustomize(e.to_string().replace(&root_text, "")))?;
@@ -371,6 +379,11 @@ pub fn build(
                 .is_some_and(|s| !s.is_empty());
         if !ok {
             return Err(BuildError::NotAnObject(gvk_name(obj)));
+        }
+    }
+    if let Some(d) = decryptor {
+        for obj in objects.iter_mut() {
+            d.decrypt_resource(obj)?;
         }
     }
     if let Some(vars) = &post.vars {
@@ -518,7 +531,7 @@ mod tests {
         );
         let sp = spec(r#"{"targetNamespace": "apps", "namePrefix": "p-"}"#);
         let path = resolve_path(dir.path(), "./deploy").unwrap();
-        let built = build(dir.path(), &path, &sp, &PostBuild::default()).unwrap();
+        let built = build(dir.path(), &path, &sp, &PostBuild::default(), None).unwrap();
         let names: Vec<_> = built
             .objects
             .iter()
@@ -572,7 +585,7 @@ mod tests {
             strict: false,
         };
         let sp = spec("");
-        let built = build(dir.path(), dir.path(), &sp, &post).unwrap();
+        let built = build(dir.path(), dir.path(), &sp, &post, None).unwrap();
         let cm = built
             .objects
             .iter()
@@ -598,7 +611,7 @@ mod tests {
             always: false,
             strict: true,
         };
-        let err = build(dir.path(), dir.path(), &sp, &strict).unwrap_err();
+        let err = build(dir.path(), dir.path(), &sp, &strict, None).unwrap_err();
         assert!(
             err.to_string()
                 .contains("variable not set (strict mode): \"region\""),
@@ -609,7 +622,7 @@ mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            build(dir.path(), dir.path(), &sp, &bad),
+            build(dir.path(), dir.path(), &sp, &bad, None),
             Err(BuildError::VarName(_))
         ));
     }

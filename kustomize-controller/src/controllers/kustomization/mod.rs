@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod build;
+pub mod decrypt;
 pub mod dependencies;
 pub mod discovery;
 pub mod envsubst;
@@ -65,6 +66,8 @@ pub struct Config {
     pub health_interval: Duration,
     /// The field manager of applied objects.
     pub field_manager: String,
+    /// `--sops-age-secret` with `RUNTIME_NAMESPACE`: `(namespace, name)` of the fallback age key Secret.
+    pub sops_age_secret: Option<(String, String)>,
 }
 
 impl Default for Config {
@@ -79,6 +82,7 @@ impl Default for Config {
             concurrent_ssa: 8,
             health_interval: Duration::from_millis(500),
             field_manager: common::api::meta::field_managers::KUSTOMIZE_CONTROLLER.to_string(),
+            sops_age_secret: None,
         }
     }
 }
@@ -484,7 +488,12 @@ fn progress(step: &Step, status: &mut KustomizationStatus, message: String) {
 }
 
 fn is_sops_encrypted(obj: &Value) -> bool {
-    obj["kind"] == "Secret" && obj["apiVersion"] == "v1" && obj.get("sops").is_some()
+    obj["kind"] == "Secret"
+        && obj["apiVersion"] == "v1"
+        && obj.get("sops").is_some()
+        && !obj["metadata"]["annotations"][common::api::meta::annotations::KUSTOMIZE_DECRYPT]
+            .as_str()
+            .is_some_and(|v| v.eq_ignore_ascii_case(common::api::meta::annotations::DISABLED_VALUE))
 }
 
 impl Reconciler for KustomizationReconciler {
@@ -565,12 +574,17 @@ impl Reconciler for KustomizationReconciler {
         // 4. Build.
         let client = self.client_for(obj).await?;
         let post = self.post_build(obj).await?;
+        let decryptor = decrypt::load(&self.client, obj, self.config.sops_age_secret.as_ref())
+            .await
+            .map_err(|e| KustomizationError::Build(BuildError::Decrypt(e)))?;
         let root = tmp.path().to_path_buf();
         let spec = obj.spec.clone();
-        let built = tokio::task::spawn_blocking(move || build::build(&root, &dir, &spec, &post))
-            .await
-            .map_err(|e| KustomizationError::Build(BuildError::Other(e.to_string())))?
-            .map_err(KustomizationError::Build)?;
+        let built = tokio::task::spawn_blocking(move || {
+            build::build(&root, &dir, &spec, &post, decryptor.as_ref())
+        })
+        .await
+        .map_err(|e| KustomizationError::Build(BuildError::Other(e.to_string())))?
+        .map_err(KustomizationError::Build)?;
         drop(tmp);
         let mut objects = built.objects;
         build::set_metadata(&mut objects, &obj.spec, &name, &namespace);
@@ -598,9 +612,7 @@ impl Reconciler for KustomizationReconciler {
             status.history = Some(history);
             return Err(KustomizationError::EmptyBuild(old_inventory.len()));
         }
-        if obj.spec.decryption.is_none()
-            && let Some(secret) = objects.iter().find(|o| is_sops_encrypted(o))
-        {
+        if let Some(secret) = objects.iter().find(|o| is_sops_encrypted(o)) {
             fail(&mut history, reasons::RECONCILIATION_FAILED);
             status.history = Some(history);
             return Err(KustomizationError::Apply(format!(
