@@ -13,8 +13,20 @@
 //! # let _ = (url, posts); Ok(()) }
 //! ```
 //!
-//! Options: basic auth in front of every request (401 with `WWW-Authenticate` when missing or wrong), and a
-//! "hang" mode ([`GitHttpServer::start_hanging`]) that accepts connections and never answers, for timeout tests.
+//! Options: basic auth or a bearer token in front of every request (401 with `WWW-Authenticate` when missing or
+//! wrong); HTTPS with a server certificate signed by a CA generated at start ([`GitHttpOptions::tls`],
+//! [`GitHttpServer::ca_pem`]), optionally requiring a client certificate signed by the same CA
+//! ([`GitHttpOptions::require_client_cert`], [`GitHttpServer::client_certificate`]); and a "hang" mode
+//! ([`GitHttpServer::start_hanging`]) that accepts connections and never answers, for timeout tests.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use testenv::git_http::{GitHttpOptions, GitHttpServer};
+//! let server = GitHttpServer::start("/srv/git", GitHttpOptions::default().tls().bearer_token("t0ken")).await?;
+//! let url = server.url("app.git"); // https://127.0.0.1:<port>/app.git
+//! let ca = server.ca_pem(); // Some(PEM), for a Secret's `ca.crt`
+//! # let _ = (url, ca); Ok(()) }
+//! ```
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +45,9 @@ use tokio::process::{ChildStdout, Command};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::fault::FaultListener;
+use crate::tls::{Certificates, ClientCertificate, TlsListener};
+
 /// One request the server answered.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccessLogEntry {
@@ -49,13 +64,51 @@ pub struct AccessLogEntry {
 /// How the server behaves.
 #[derive(Clone, Debug, Default)]
 pub struct GitHttpOptions {
-    basic_auth: Option<(String, String)>,
+    auth: Option<Auth>,
+    tls: bool,
+    client_auth: bool,
+}
+
+#[derive(Clone)]
+enum Auth {
+    Basic(String, String),
+    Bearer(String),
+}
+
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Basic(user, _) => write!(f, "Basic({user:?}, <redacted>)"),
+            Auth::Bearer(_) => write!(f, "Bearer(<redacted>)"),
+        }
+    }
 }
 
 impl GitHttpOptions {
-    /// Requires HTTP basic auth with this user and password on every request.
+    /// Requires HTTP basic auth with this user and password on every request (replaces a bearer token).
     pub fn basic_auth(mut self, username: &str, password: &str) -> Self {
-        self.basic_auth = Some((username.to_string(), password.to_string()));
+        self.auth = Some(Auth::Basic(username.to_string(), password.to_string()));
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on every request (replaces basic auth).
+    pub fn bearer_token(mut self, token: &str) -> Self {
+        self.auth = Some(Auth::Bearer(token.to_string()));
+        self
+    }
+
+    /// Serves HTTPS with a certificate for `127.0.0.1`, `::1` and `localhost` signed by a CA generated at
+    /// start ([`GitHttpServer::ca_pem`]).
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
+        self
+    }
+
+    /// Serves HTTPS ([`GitHttpOptions::tls`]) and fails the handshake unless the client presents a certificate
+    /// signed by the server's CA ([`GitHttpServer::client_certificate`] issues one).
+    pub fn require_client_cert(mut self) -> Self {
+        self.tls = true;
+        self.client_auth = true;
         self
     }
 }
@@ -65,12 +118,14 @@ struct AppState {
     root: PathBuf,
     git: PathBuf,
     expected_auth: Option<String>,
+    challenge: &'static str,
     log: Arc<Mutex<Vec<AccessLogEntry>>>,
 }
 
 /// A running smart-HTTP git server (or a hanging socket, see [`GitHttpServer::start_hanging`]).
 pub struct GitHttpServer {
     addr: SocketAddr,
+    certs: Option<Arc<Certificates>>,
     log: Arc<Mutex<Vec<AccessLogEntry>>>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
@@ -83,27 +138,63 @@ impl GitHttpServer {
         let root = root.into();
         let git = git_binary();
         let log = Arc::new(Mutex::new(Vec::new()));
+        let (expected_auth, challenge) = match options.auth {
+            Some(Auth::Basic(u, p)) => (
+                Some(format!(
+                    "Basic {}",
+                    base64_encode(format!("{u}:{p}").as_bytes())
+                )),
+                "Basic realm=\"git\"",
+            ),
+            Some(Auth::Bearer(t)) => (Some(format!("Bearer {t}")), "Bearer realm=\"git\""),
+            None => (None, "Basic realm=\"git\""),
+        };
         let state = AppState {
             root,
             git,
-            expected_auth: options
-                .basic_auth
-                .map(|(u, p)| format!("Basic {}", base64_encode(format!("{u}:{p}").as_bytes()))),
+            expected_auth,
+            challenge,
             log: log.clone(),
         };
         let app = Router::new().fallback(handle).with_state(state);
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.await;
+        let stopped = async move {
+            let _ = stopped.await;
+        };
+        let certs = if options.tls {
+            Some(Arc::new(
+                Certificates::generate().map_err(std::io::Error::other)?,
+            ))
+        } else {
+            None
+        };
+        let task = match &certs {
+            Some(certs) => {
+                let config = if options.client_auth {
+                    certs.server_config_requiring_client_certs()
+                } else {
+                    certs.server_config()
+                }
+                .map_err(std::io::Error::other)?;
+                let listener =
+                    TlsListener::new(FaultListener::new(listener, Arc::default()), config)?;
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, app)
+                        .with_graceful_shutdown(stopped)
+                        .await;
                 })
-                .await;
-        });
+            }
+            None => tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await;
+            }),
+        };
         Ok(GitHttpServer {
             addr,
+            certs,
             log,
             stop: Some(stop),
             task,
@@ -131,6 +222,7 @@ impl GitHttpServer {
         });
         Ok(GitHttpServer {
             addr,
+            certs: None,
             log: Arc::new(Mutex::new(Vec::new())),
             stop: Some(stop),
             task,
@@ -142,9 +234,32 @@ impl GitHttpServer {
         self.addr
     }
 
-    /// `http://127.0.0.1:<port>/<repo>` for a repository path relative to the root (e.g. `app.git`).
+    /// `http://127.0.0.1:<port>/<repo>` (`https://` with TLS) for a repository path relative to the root
+    /// (e.g. `app.git`).
     pub fn url(&self, repo: &str) -> String {
-        format!("http://{}/{}", self.addr, repo.trim_start_matches('/'))
+        let scheme = if self.certs.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}/{}", self.addr, repo.trim_start_matches('/'))
+    }
+
+    /// With TLS: the CA certificate (PEM) that signed the server's certificate, for a Secret's `ca.crt`.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.certs.as_deref().map(|c| c.ca_pem.as_str())
+    }
+
+    /// With TLS: a fresh client certificate and key (PEM) signed by the server's CA, which a server started
+    /// with [`GitHttpOptions::require_client_cert`] accepts.
+    pub fn client_certificate(&self, common_name: &str) -> std::io::Result<ClientCertificate> {
+        let certs = self
+            .certs
+            .as_deref()
+            .ok_or_else(|| std::io::Error::other("the server was started without TLS"))?;
+        certs
+            .client_certificate(common_name)
+            .map_err(std::io::Error::other)
     }
 
     /// The requests answered so far, oldest first.
@@ -224,7 +339,7 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
             let mut response = plain(StatusCode::UNAUTHORIZED, "authentication required\n");
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"git\""),
+                HeaderValue::from_static(state.challenge),
             );
             record(&state, &line, StatusCode::UNAUTHORIZED);
             return response;

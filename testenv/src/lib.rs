@@ -23,6 +23,7 @@ pub mod managed_fields;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
+pub mod proxy;
 pub mod rbac;
 pub mod request_info;
 pub mod schema;

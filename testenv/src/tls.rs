@@ -2,7 +2,8 @@
 //! `127.0.0.1` and `localhost` signed by it, served with rustls on the aws-lc-rs provider (the one kube uses).
 //!
 //! The CA goes into the kubeconfig's `certificate-authority-data`, so clients verify the server like a real
-//! cluster's.
+//! cluster's. The same CA can issue client certificates, for servers that require mutual TLS (the test git
+//! server in [`crate::git_http`]).
 
 use std::io;
 use std::net::SocketAddr;
@@ -30,6 +31,9 @@ pub enum TlsError {
     /// rustls rejected the configuration.
     #[error("tls configuration: {0}")]
     Config(#[from] rustls::Error),
+    /// The client certificate verifier could not be built.
+    #[error("client certificate verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
 }
 
 /// The CA and server certificate of one server.
@@ -40,6 +44,23 @@ pub struct Certificates {
     pub ca_der: Vec<u8>,
     server_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
     server_key: Vec<u8>,
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+/// A client certificate signed by a [`Certificates`] CA, for mutual TLS.
+pub struct ClientCertificate {
+    /// The certificate, PEM (what goes into a Secret's `tls.crt`).
+    pub cert_pem: String,
+    /// Its PKCS#8 private key, PEM (`tls.key`).
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ClientCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCertificate")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Certificates {
@@ -85,17 +106,64 @@ impl Certificates {
             ca_der: ca.der().to_vec(),
             server_chain: vec![cert.der().clone(), ca.der().clone()],
             server_key: key.serialize_der(),
+            issuer: ca,
+        })
+    }
+
+    /// The server certificate, DER.
+    pub fn server_cert_der(&self) -> &[u8] {
+        self.server_chain
+            .first()
+            .map(|c| c.as_ref())
+            .unwrap_or_default()
+    }
+
+    /// Issues a client certificate (`clientAuth`) for `common_name`, signed by this CA.
+    pub fn client_certificate(&self, common_name: &str) -> Result<ClientCertificate, TlsError> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, common_name);
+        params.distinguished_name = dn;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok(ClientCertificate {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
         })
     }
 
     /// The rustls server configuration (HTTP/1.1; watches stream fine over it).
     pub fn server_config(&self) -> Result<rustls::ServerConfig, TlsError> {
+        self.config(None)
+    }
+
+    /// Like [`Certificates::server_config`], but the handshake fails unless the client presents a certificate
+    /// signed by this CA (mutual TLS).
+    pub fn server_config_requiring_client_certs(&self) -> Result<rustls::ServerConfig, TlsError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.ca_der.clone().into())?;
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()?;
+        self.config(Some(verifier))
+    }
+
+    fn config(
+        &self,
+        client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+    ) -> Result<rustls::ServerConfig, TlsError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(self.server_key.clone().into());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(self.server_chain.clone(), key)?;
+        let builder = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?;
+        let builder = match client_verifier {
+            Some(verifier) => builder.with_client_cert_verifier(verifier),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_single_cert(self.server_chain.clone(), key)?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(config)
     }

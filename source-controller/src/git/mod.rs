@@ -6,15 +6,18 @@ pub mod known_hosts;
 pub mod semver;
 pub mod verify;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
 use common::api::source_v1::GitCheckout;
 use git2::{
-    AutotagOption, CertificateCheckStatus, Cred, CredentialType, Direction, FetchOptions,
-    ProxyOptions, RemoteCallbacks, Repository, build::CheckoutBuilder,
+    AutotagOption, CertificateCheckStatus, Cred, CredentialType, Direction, ErrorClass, ErrorCode,
+    FetchOptions, ProxyOptions, RemoteCallbacks, Repository, build::CheckoutBuilder,
 };
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use url::Url;
 
 /// The transport of a GitRepository URL.
@@ -59,9 +62,86 @@ pub enum AuthError {
     /// A value is not UTF-8.
     #[error("invalid '{0}' value: not valid UTF-8")]
     NotUtf8(&'static str),
-    /// Options Riptide does not support yet.
-    #[error("'{0}' is not supported yet")]
-    Unsupported(&'static str),
+    /// A value has control characters (it would not make a valid HTTP header).
+    #[error("invalid '{0}' value: contains control characters")]
+    ControlCharacters(&'static str),
+    /// `ca.crt` (or `caFile`) holds no usable PEM certificate.
+    #[error("invalid '{key}': {reason}")]
+    InvalidCa {
+        /// The key the CA came from.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `tls.crt`/`tls.key` were given: client certificates cannot be used with libgit2.
+    #[error(
+        "client certificate authentication ('tls.crt'/'tls.key') is not supported: libgit2, which fetches \
+         the repository, has no per-connection client certificate option"
+    )]
+    ClientCertificate,
+}
+
+/// The CA certificates of a Secret's `ca.crt` (or the deprecated `caFile`): an HTTPS server whose certificate
+/// chains to one of them is trusted, in addition to the system's trust store (as Flux does).
+///
+/// libgit2 offers no per-connection CA setting (`git_libgit2_opts` sets the trust store for the whole
+/// process), so the server certificate libgit2 hands to the `certificate_check` callback is verified here,
+/// with webpki: chain to one of these certificates, validity period, `serverAuth` usage and the host name.
+#[derive(Clone)]
+pub struct CaBundle {
+    certs: Vec<CertificateDer<'static>>,
+}
+
+impl std::fmt::Debug for CaBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaBundle")
+            .field("certificates", &self.certs.len())
+            .finish()
+    }
+}
+
+impl CaBundle {
+    /// Parses the PEM certificates of `key`'s value.
+    pub fn from_pem(key: &'static str, pem: &[u8]) -> Result<Self, AuthError> {
+        let invalid = |reason: String| AuthError::InvalidCa { key, reason };
+        let certs = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(format!("failed to parse PEM: {e}")))?;
+        if certs.is_empty() {
+            return Err(invalid("no PEM certificate found".to_string()));
+        }
+        for cert in &certs {
+            webpki::anchor_from_trusted_cert(cert)
+                .map_err(|e| invalid(format!("invalid certificate: {e}")))?;
+        }
+        Ok(Self { certs })
+    }
+
+    /// Checks a server's certificate (DER) for `host` against these CAs.
+    pub fn verify(&self, der: &[u8], host: &str) -> Result<(), String> {
+        let anchors = self
+            .certs
+            .iter()
+            .filter_map(|c| webpki::anchor_from_trusted_cert(c).ok())
+            .collect::<Vec<_>>();
+        let der = CertificateDer::from(der);
+        let cert = webpki::EndEntityCert::try_from(&der)
+            .map_err(|e| format!("invalid server certificate: {e}"))?;
+        cert.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &anchors,
+            &[],
+            UnixTime::now(),
+            webpki::KeyUsage::server_auth(),
+            None,
+            None,
+        )
+        .map_err(|e| format!("certificate not trusted by the given CA: {e}"))?;
+        let name = ServerName::try_from(host.trim_start_matches('[').trim_end_matches(']'))
+            .map_err(|e| format!("invalid host name '{host}': {e}"))?;
+        cert.verify_is_valid_for_subject_name(&name)
+            .map_err(|e| format!("certificate not valid for '{host}': {e}"))
+    }
 }
 
 /// Credentials for one remote.
@@ -81,6 +161,8 @@ pub struct AuthOptions {
     pub known_hosts: Option<String>,
     /// Proxy URL (from `proxySecretRef`), credentials included.
     pub proxy: Option<String>,
+    /// `ca.crt` (or the deprecated `caFile`), for `https`.
+    pub ca: Option<CaBundle>,
     host: String,
     port: Option<u16>,
 }
@@ -96,6 +178,7 @@ impl std::fmt::Debug for AuthOptions {
                 &self.bearer_token.as_ref().map(|_| "<redacted>"),
             )
             .field("identity", &self.identity.as_ref().map(|_| "<redacted>"))
+            .field("ca", &self.ca)
             .finish_non_exhaustive()
     }
 }
@@ -128,27 +211,46 @@ impl AuthOptions {
         let Some(data) = data else {
             return Ok(opts);
         };
-        if let Some(u) = text(data, "username")? {
-            opts.username = Some(u);
-        }
-        opts.password = text(data, "password")?;
-        opts.bearer_token = text(data, "bearerToken")?;
-        opts.identity = text(data, "identity")?;
-        opts.known_hosts = text(data, "known_hosts")?;
         let name = transport.as_str();
         match transport {
             Transport::Http | Transport::Https => {
+                // As Flux: a bearer token replaces basic auth.
+                opts.bearer_token = text(data, "bearerToken")?;
+                if opts.bearer_token.is_none() {
+                    opts.username = text(data, "username")?;
+                    opts.password = text(data, "password")?;
+                }
+                if opts
+                    .bearer_token
+                    .as_deref()
+                    .is_some_and(|t| t.chars().any(char::is_control))
+                {
+                    return Err(AuthError::ControlCharacters("bearerToken"));
+                }
                 if opts.password.is_some() && opts.username.is_none() {
                     return Err(AuthError::PasswordWithoutUsername(name));
                 }
-                if data.contains_key("ca.crt") || data.contains_key("caFile") {
-                    return Err(AuthError::Unsupported("ca.crt"));
-                }
-                if data.contains_key("tls.crt") || data.contains_key("tls.key") {
-                    return Err(AuthError::Unsupported("tls.crt/tls.key"));
+                if transport == Transport::Https {
+                    // `ca.crt` wins over the deprecated `caFile`, as in Flux.
+                    let ca = ["ca.crt", "caFile"]
+                        .into_iter()
+                        .find_map(|k| data.get(k).filter(|v| !v.is_empty()).map(|v| (k, v)));
+                    if let Some((key, pem)) = ca {
+                        opts.ca = Some(CaBundle::from_pem(key, pem)?);
+                    }
+                    let present = |k: &str| data.get(k).is_some_and(|v| !v.is_empty());
+                    if present("tls.crt") || present("tls.key") {
+                        return Err(AuthError::ClientCertificate);
+                    }
                 }
             }
             Transport::Ssh => {
+                if let Some(u) = text(data, "username")? {
+                    opts.username = Some(u);
+                }
+                opts.password = text(data, "password")?;
+                opts.identity = text(data, "identity")?;
+                opts.known_hosts = text(data, "known_hosts")?;
                 if opts.identity.is_none() {
                     return Err(AuthError::Missing {
                         transport: name,
@@ -166,7 +268,13 @@ impl AuthOptions {
         Ok(opts)
     }
 
-    fn callbacks<'a>(&'a self, deadline: Instant) -> RemoteCallbacks<'a> {
+    /// Callbacks for one connection. A server certificate the `ca.crt` CA rejects is handed back to libgit2's
+    /// own verdict (the system trust store); why the CA rejected it is kept in `tls_note` for the error.
+    fn callbacks<'a>(
+        &'a self,
+        deadline: Instant,
+        tls_note: &'a RefCell<Option<String>>,
+    ) -> RemoteCallbacks<'a> {
         let mut cb = RemoteCallbacks::new();
         let mut attempts = 0u32;
         cb.credentials(move |_url, user_from_url, allowed| {
@@ -195,7 +303,16 @@ impl AuthOptions {
                 "authentication required but no credentials were provided",
             ))
         });
-        cb.certificate_check(move |cert, _host| {
+        cb.certificate_check(move |cert, host| {
+            if let (Some(x509), Some(ca)) = (cert.as_x509(), &self.ca) {
+                return match ca.verify(x509.data(), host) {
+                    Ok(()) => Ok(CertificateCheckStatus::CertificateOk),
+                    Err(reason) => {
+                        *tls_note.borrow_mut() = Some(reason);
+                        Ok(CertificateCheckStatus::CertificatePassthrough)
+                    }
+                };
+            }
             if let Some(hostkey) = cert.as_hostkey() {
                 let Some(known) = &self.known_hosts else {
                     return Err(git2::Error::from_str(
@@ -236,6 +353,34 @@ impl AuthOptions {
             .iter()
             .map(|t| format!("Authorization: Bearer {t}"))
             .collect()
+    }
+
+    /// Fetch options with these credentials, certificate checks, proxy and headers.
+    fn fetch_options<'a>(
+        &'a self,
+        headers: &[&str],
+        deadline: Instant,
+        tls_note: &'a RefCell<Option<String>>,
+    ) -> FetchOptions<'a> {
+        let mut options = FetchOptions::new();
+        options
+            .remote_callbacks(self.callbacks(deadline, tls_note))
+            .proxy_options(self.proxy_options())
+            .custom_headers(headers);
+        options
+    }
+}
+
+/// A libgit2 error, with why the `ca.crt` CA rejected the server certificate when that is what failed.
+fn git_error(err: git2::Error, tls_note: &RefCell<Option<String>>) -> GitError {
+    match tls_note.borrow_mut().take() {
+        Some(reason) if err.code() == ErrorCode::Certificate || err.class() == ErrorClass::Ssl => {
+            GitError::Certificate {
+                message: err.message().to_string(),
+                reason,
+            }
+        }
+        _ => GitError::Git(err),
     }
 }
 
@@ -298,6 +443,17 @@ pub enum GitError {
     /// The operation was cut by the timeout.
     #[error("operation timed out")]
     Timeout,
+    /// The server certificate was rejected by the `ca.crt` CA and by the system trust store.
+    #[error("{message}: {reason}")]
+    Certificate {
+        /// libgit2's message.
+        message: String,
+        /// Why the `ca.crt` CA did not accept it.
+        reason: String,
+    },
+    /// A temporary repository could not be created.
+    #[error("failed to create temporary repository: {0}")]
+    TempDir(#[source] std::io::Error),
 }
 
 /// The commit a reference resolves to, and Flux's revision string for it.
@@ -325,13 +481,51 @@ pub fn ls_remote(
     auth: &AuthOptions,
     deadline: Instant,
 ) -> Result<Vec<(String, String)>, GitError> {
+    let tls_note = RefCell::new(None);
+    let headers = auth.headers();
+    if !headers.is_empty() {
+        return ls_remote_with_headers(url, auth, &headers, deadline, &tls_note);
+    }
     let mut remote = git2::Remote::create_detached(url)?;
-    let connection = remote.connect_auth(
-        Direction::Fetch,
-        Some(auth.callbacks(deadline)),
-        Some(auth.proxy_options()),
-    )?;
+    let connection = remote
+        .connect_auth(
+            Direction::Fetch,
+            Some(auth.callbacks(deadline, &tls_note)),
+            Some(auth.proxy_options()),
+        )
+        .map_err(|e| git_error(e, &tls_note))?;
     let refs = connection
+        .list()?
+        .iter()
+        .map(|h| (h.name().to_string(), h.oid().to_string()))
+        .collect();
+    Ok(refs)
+}
+
+/// `ls-remote` with custom headers (`bearerToken`): git2's `connect_auth` sends none, so this runs a fetch
+/// (which does) of a refspec that matches nothing, into a throwaway bare repository: the refs are advertised,
+/// no pack is downloaded, and libgit2 keeps the advertisement readable after the fetch disconnects.
+fn ls_remote_with_headers(
+    url: &str,
+    auth: &AuthOptions,
+    headers: &[String],
+    deadline: Instant,
+    tls_note: &RefCell<Option<String>>,
+) -> Result<Vec<(String, String)>, GitError> {
+    let dir = tempfile::tempdir().map_err(GitError::TempDir)?;
+    let repo = Repository::init_bare(dir.path())?;
+    let mut remote = repo.remote_anonymous(url)?;
+    let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+    let mut options = auth.fetch_options(&header_refs, deadline, tls_note);
+    options.download_tags(AutotagOption::None);
+    remote
+        .fetch(
+            &["+refs/riptide-ls-remote/none/*:refs/riptide-ls-remote/none/*"],
+            Some(&mut options),
+            None,
+        )
+        .map_err(|e| git_error(e, tls_note))?;
+    let refs = remote
         .list()?
         .iter()
         .map(|h| (h.name().to_string(), h.oid().to_string()))
@@ -427,12 +621,9 @@ pub fn checkout(
     let mut remote = repo.remote_anonymous(url)?;
     let headers = auth.headers();
     let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
-    let mut options = FetchOptions::new();
-    options
-        .remote_callbacks(auth.callbacks(deadline))
-        .proxy_options(auth.proxy_options())
-        .download_tags(AutotagOption::None)
-        .custom_headers(&header_refs);
+    let tls_note = RefCell::new(None);
+    let mut options = auth.fetch_options(&header_refs, deadline, &tls_note);
+    options.download_tags(AutotagOption::None);
     let is_commit = matches!(reference, Reference::Commit { .. });
     let refspecs: Vec<String> = match &resolved.fetch_ref {
         Some(r) => {
@@ -446,7 +637,9 @@ pub fn checkout(
             "+refs/tags/*:refs/tags/*".to_string(),
         ],
     };
-    remote.fetch(&refspecs, Some(&mut options), None)?;
+    remote
+        .fetch(&refspecs, Some(&mut options), None)
+        .map_err(|e| git_error(e, &tls_note))?;
     if Instant::now() >= deadline {
         return Err(GitError::Timeout);
     }
@@ -513,14 +706,12 @@ fn update_submodules(
     for mut submodule in repo.submodules()? {
         let headers = auth.headers();
         let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
-        let mut fetch = FetchOptions::new();
-        fetch
-            .remote_callbacks(auth.callbacks(deadline))
-            .proxy_options(auth.proxy_options())
-            .custom_headers(&header_refs);
+        let tls_note = RefCell::new(None);
         let mut options = git2::SubmoduleUpdateOptions::new();
-        options.fetch(fetch);
-        submodule.update(true, Some(&mut options))?;
+        options.fetch(auth.fetch_options(&header_refs, deadline, &tls_note));
+        submodule
+            .update(true, Some(&mut options))
+            .map_err(|e| git_error(e, &tls_note))?;
         let nested = submodule.open()?;
         update_submodules(&nested, auth, deadline)?;
     }
@@ -628,6 +819,78 @@ mod tests {
         assert!(matches!(
             AuthOptions::new(&ftp, None),
             Err(AuthError::Scheme(_))
+        ));
+    }
+
+    #[test]
+    fn https_options_follow_flux_keys() {
+        let data = |pairs: &[(&str, &str)]| -> BTreeMap<String, Vec<u8>> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
+                .collect()
+        };
+        let https = Url::parse("https://127.0.0.1:8443/repo.git").unwrap();
+        let http = Url::parse("http://127.0.0.1:8080/repo.git").unwrap();
+        let token = AuthOptions::new(
+            &https,
+            Some(&data(&[
+                ("bearerToken", "t"),
+                ("username", "u"),
+                ("password", "p"),
+            ])),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                token.bearer_token.as_deref(),
+                token.username.as_deref(),
+                token.password.as_deref()
+            ),
+            (Some("t"), None, None),
+            "a bearer token replaces basic auth"
+        );
+        assert_eq!(token.headers(), vec!["Authorization: Bearer t".to_string()]);
+        assert_eq!(
+            AuthOptions::new(&https, Some(&data(&[("bearerToken", "t\r\nX: y")]))).unwrap_err(),
+            AuthError::ControlCharacters("bearerToken")
+        );
+        assert_eq!(
+            AuthOptions::new(&https, Some(&data(&[("tls.crt", "c"), ("tls.key", "k")])))
+                .unwrap_err(),
+            AuthError::ClientCertificate
+        );
+        assert!(matches!(
+            AuthOptions::new(&https, Some(&data(&[("caFile", "junk")]))).unwrap_err(),
+            AuthError::InvalidCa { key: "caFile", .. }
+        ));
+        // TLS keys mean nothing for http, as in Flux.
+        let plain = AuthOptions::new(&http, Some(&data(&[("ca.crt", "junk"), ("tls.crt", "c")])));
+        assert!(plain.unwrap().ca.is_none());
+    }
+
+    #[test]
+    fn ca_bundle_checks_chain_validity_and_host() {
+        let certs = testenv::tls::Certificates::generate().unwrap();
+        let leaf = certs.server_cert_der();
+        let bundle = CaBundle::from_pem("ca.crt", certs.ca_pem.as_bytes()).unwrap();
+        assert_eq!(bundle.verify(leaf, "127.0.0.1"), Ok(()));
+        assert_eq!(bundle.verify(leaf, "localhost"), Ok(()));
+        let wrong_host = bundle.verify(leaf, "example.com").unwrap_err();
+        assert!(
+            wrong_host.contains("not valid for 'example.com'"),
+            "{wrong_host}"
+        );
+        let other = testenv::tls::Certificates::generate().unwrap();
+        let other = CaBundle::from_pem("ca.crt", other.ca_pem.as_bytes()).unwrap();
+        let untrusted = other.verify(leaf, "127.0.0.1").unwrap_err();
+        assert!(
+            untrusted.starts_with("certificate not trusted by the given CA"),
+            "{untrusted}"
+        );
+        assert!(matches!(
+            CaBundle::from_pem("ca.crt", b"no pem here"),
+            Err(AuthError::InvalidCa { key: "ca.crt", reason }) if reason == "no PEM certificate found"
         ));
     }
 }

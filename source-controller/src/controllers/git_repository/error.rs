@@ -42,6 +42,14 @@ pub enum GitRepositoryError {
         /// What is wrong.
         reason: String,
     },
+    /// `proxySecretRef` with an `http://` URL. Stalls: libgit2 writes proxy-style requests for plain-HTTP
+    /// remotes but sends them straight to the remote, so the proxy would be silently bypassed
+    /// (libgit2/libgit2#5650); only `https://` is tunnelled through the proxy (CONNECT).
+    #[error(
+        "failed to configure proxy options: a proxy is only supported for 'https' URLs: libgit2 sends \
+         'http' requests directly to the remote, bypassing the proxy"
+    )]
+    ProxyOverHttp,
     /// An included GitRepository does not exist.
     #[error("could not get resource for include '{name}': {source}")]
     IncludeNotFound {
@@ -107,7 +115,8 @@ impl GitRepositoryError {
             GitRepositoryError::InvalidUrl { .. } => reasons::URL_INVALID,
             GitRepositoryError::Secret { .. }
             | GitRepositoryError::Auth(_)
-            | GitRepositoryError::Proxy { .. } => reasons::AUTHENTICATION_FAILED,
+            | GitRepositoryError::Proxy { .. }
+            | GitRepositoryError::ProxyOverHttp => reasons::AUTHENTICATION_FAILED,
             GitRepositoryError::IncludeNotFound { .. } => "NotFound",
             GitRepositoryError::IncludeNoArtifact { .. } => "NoArtifact",
             GitRepositoryError::IncludeCopy { .. } => "CopyFailed",
@@ -131,6 +140,7 @@ impl GitRepositoryError {
                 | GitRepositoryError::Secret { .. }
                 | GitRepositoryError::Auth(_)
                 | GitRepositoryError::Proxy { .. }
+                | GitRepositoryError::ProxyOverHttp
                 | GitRepositoryError::Checkout { .. }
         )
     }
@@ -145,6 +155,7 @@ impl FluxError for GitRepositoryError {
         match self {
             GitRepositoryError::InvalidUrl { .. }
             | GitRepositoryError::Auth(_)
+            | GitRepositoryError::ProxyOverHttp
             | GitRepositoryError::Verification(VerifyError::NoTagReference) => ErrorKind::Stalled,
             GitRepositoryError::Checkout {
                 source: GitError::SemverInvalid(_),
