@@ -1,8 +1,8 @@
 //! The RBAC authorizer: Roles, ClusterRoles, RoleBindings and ClusterRoleBindings from the store decide every
 //! request, as kube-apiserver's RBAC authorizer does (aggregation labels are not resolved).
 //!
-//! [`RequestInfo`] derives verb, API group, resource, subresource, namespace and name from method, path and
-//! query, like Kubernetes' `RequestInfoFactory`.
+//! [`Attributes`] are the request's [`RequestInfo`] (verb, API group, resource, subresource, namespace, name)
+//! as the authorizer reads it.
 
 use std::collections::HashMap;
 
@@ -10,6 +10,7 @@ use http::Method;
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::request_info::RequestInfo;
 use crate::store::{ListOptions, Store};
 
 /// The group every authenticated user is in.
@@ -49,49 +50,14 @@ pub struct Attributes {
     pub name: String,
 }
 
-/// Namespace subresources that stay on the namespace resource (`/api/v1/namespaces/x/status`).
-const NAMESPACE_SUBRESOURCES: &[&str] = &["status", "finalize"];
-
 impl Attributes {
-    /// Derive the attributes of a request, like Kubernetes' `RequestInfoFactory.NewRequestInfo`.
+    /// Derive the attributes of a request from its [`RequestInfo`], like Kubernetes' authorizer does.
     pub fn from_request(method: &Method, path: &str, query: &str) -> Self {
-        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-        let rest: &[&str] = match parts.as_slice() {
-            ["api", _v, rest @ ..] if !rest.is_empty() => rest,
-            ["apis", _g, _v, rest @ ..] if !rest.is_empty() => rest,
-            _ => return Self::non_resource(method, path),
-        };
-        let group = match parts.as_slice() {
-            ["apis", g, ..] => (*g).to_string(),
-            _ => String::new(),
-        };
-        let mut rest = rest;
-        let mut namespace = String::new();
-        if rest.first() == Some(&"namespaces") && rest.len() > 1 {
-            namespace = rest[1].to_string();
-            if rest.len() > 2 && !NAMESPACE_SUBRESOURCES.contains(&rest[2]) {
-                rest = &rest[2..];
-            }
-        }
-        let resource = rest.first().copied().unwrap_or_default().to_string();
-        let mut name = rest.get(1).copied().unwrap_or_default().to_string();
-        let subresource = rest.get(2).copied().unwrap_or_default().to_string();
-        let params = query_params(query);
-        let watch = params.get("watch").is_some_and(|w| w == "1" || w == "true");
-        let verb = match *method {
-            Method::GET | Method::HEAD if name.is_empty() && watch => "watch",
-            Method::GET | Method::HEAD if name.is_empty() => "list",
-            Method::GET | Method::HEAD => "get",
-            Method::POST => "create",
-            Method::PUT => "update",
-            Method::PATCH => "patch",
-            Method::DELETE if name.is_empty() => "deletecollection",
-            Method::DELETE => "delete",
-            _ => "",
-        };
+        let info = RequestInfo::parse(method, path, query);
+        let mut name = info.name;
         // list and watch of a single object by field selector are authorized for that name
-        if matches!(verb, "list" | "watch")
-            && let Some(sel) = params.get("fieldSelector")
+        if matches!(info.verb.as_str(), "list" | "watch")
+            && let Some(sel) = query_params(query).get("fieldSelector")
         {
             for term in sel.split(',') {
                 if let Some(n) = term
@@ -103,31 +69,14 @@ impl Attributes {
             }
         }
         Self {
-            verb: verb.to_string(),
-            resource_request: true,
+            verb: info.verb,
+            resource_request: info.is_resource,
             path: path.to_string(),
-            group,
-            resource,
-            subresource,
-            namespace,
+            group: info.group,
+            resource: info.resource,
+            subresource: info.subresource,
+            namespace: info.namespace,
             name,
-        }
-    }
-
-    fn non_resource(method: &Method, path: &str) -> Self {
-        let verb = match *method {
-            Method::GET | Method::HEAD => "get",
-            Method::POST => "post",
-            Method::PUT => "put",
-            Method::PATCH => "patch",
-            Method::DELETE => "delete",
-            _ => "",
-        };
-        Self {
-            verb: verb.to_string(),
-            resource_request: false,
-            path: path.to_string(),
-            ..Self::default()
         }
     }
 
