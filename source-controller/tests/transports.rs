@@ -222,78 +222,280 @@ async fn bearer_token() {
     server.shutdown().await;
 }
 
+/// No key material nor password in any condition or event of `name`.
+fn assert_no_secrets(fx: &Fixture, obj: &GitRepository, secrets: &[&str]) {
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let texts: Vec<String> = conditions_of(obj)
+        .into_iter()
+        .map(|c| c.message)
+        .chain(fx.events_for(&name).into_iter().map(|e| e.message))
+        .collect();
+    for text in &texts {
+        assert!(!text.contains("PRIVATE KEY"), "{name}: key in '{text}'");
+        for secret in secrets {
+            assert!(!text.contains(secret), "{name}: secret in '{text}'");
+        }
+    }
+}
+
+/// A line from the middle of a PEM body, to look for in messages.
+fn pem_line(pem: &str) -> String {
+    pem.lines().nth(2).unwrap().to_string()
+}
+
 #[tokio::test]
-async fn mutual_tls_is_refused_clearly() {
+async fn mutual_tls() {
     let repos = GitRepos::new();
-    repos.commit("app.git", "main", &[("a.yaml", "a: 1\n")], "init");
+    let sha = repos.commit("app.git", "main", &[("a.yaml", "a: 1\n")], "init");
     let server = GitHttpServer::start(
         repos.root.path(),
         GitHttpOptions::default().require_client_cert(),
     )
     .await
     .unwrap();
+    let with_basic = GitHttpServer::start(
+        repos.root.path(),
+        GitHttpOptions::default()
+            .require_client_cert()
+            .basic_auth("git", "mtls-pass-1"),
+    )
+    .await
+    .unwrap();
+    let proxy = HttpProxy::start(ProxyOptions::default()).await.unwrap();
     let ca = server.ca_pem().unwrap().to_string();
     let client = server.client_certificate("riptide").unwrap();
-
-    // The server really does mutual TLS: a client with a certificate from its CA gets the refs, one without
-    // fails the handshake.
-    let info_refs = format!(
-        "{}/info/refs?service=git-upload-pack",
-        server.url("app.git")
-    );
-    let root = reqwest::Certificate::from_pem(ca.as_bytes()).unwrap();
-    let identity =
-        reqwest::Identity::from_pem(format!("{}{}", client.cert_pem, client.key_pem).as_bytes())
-            .unwrap();
-    let with_cert = reqwest::Client::builder()
-        .tls_certs_only([root.clone()])
-        .identity(identity)
-        .build()
+    let basic_ca = with_basic.ca_pem().unwrap().to_string();
+    let basic_client = with_basic.client_certificate("riptide").unwrap();
+    // A certificate for the right name, issued by a CA the server does not know.
+    let intruder = testenv::tls::Certificates::generate()
+        .unwrap()
+        .client_certificate("riptide")
         .unwrap();
-    let response = with_cert.get(&info_refs).send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    let without_cert = reqwest::Client::builder()
-        .tls_certs_only([root])
-        .build()
-        .unwrap();
-    assert!(without_cert.get(&info_refs).send().await.is_err());
-    server.clear_access_log();
 
     let fx = Fixture::start().await;
+    let url = server.url("app.git");
+    let mtls = [
+        ("ca.crt", ca.as_str()),
+        ("tls.crt", client.cert_pem.as_str()),
+        ("tls.key", client.key_pem.as_str()),
+    ];
+    fx.secret("mtls", &mtls).await;
+    fx.secret("ca-only", &[("ca.crt", &ca)]).await;
     fx.secret(
-        "mtls",
+        "wrong-cert",
         &[
             ("ca.crt", &ca),
-            ("tls.crt", &client.cert_pem),
-            ("tls.key", &client.key_pem),
+            ("tls.crt", &intruder.cert_pem),
+            ("tls.key", &intruder.key_pem),
         ],
     )
     .await;
-    fx.secret("ca-only", &[("ca.crt", &ca)]).await;
-    fx.create("mtls", on_main(&server.url("app.git"), Some("mtls"), None))
+    fx.secret("no-key", &[("ca.crt", &ca), ("tls.crt", &client.cert_pem)])
         .await;
-    fx.create(
-        "ca-only",
-        on_main(&server.url("app.git"), Some("ca-only"), None),
-    )
-    .await;
-
-    // libgit2 cannot present a client certificate: the spec is refused, naming the keys, not silently ignored.
-    let (reason, message) = stalled(&fx, "mtls").await;
-    assert_eq!(reason, "AuthenticationFailed");
-    assert_eq!(
-        message,
-        "failed to configure authentication options: client certificate authentication ('tls.crt'/'tls.key') \
-         is not supported: libgit2, which fetches the repository, has no per-connection client certificate option"
+    fx.secret("proxy", &[("address", &proxy.url())]).await;
+    let basic = |password: &'static str| {
+        [
+            ("ca.crt", basic_ca.clone()),
+            ("tls.crt", basic_client.cert_pem.clone()),
+            ("tls.key", basic_client.key_pem.clone()),
+            ("username", "git".to_string()),
+            ("password", password.to_string()),
+        ]
+    };
+    for (name, password) in [("basic", "mtls-pass-1"), ("basic-wrong", "mtls-bad-2")] {
+        let data = basic(password);
+        let data: Vec<(&str, &str)> = data.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        fx.secret(name, &data).await;
+    }
+    for (name, secret, proxy_secret, url) in [
+        ("mtls", "mtls", None, url.clone()),
+        ("ca-only", "ca-only", None, url.clone()),
+        ("wrong-cert", "wrong-cert", None, url.clone()),
+        ("no-key", "no-key", None, url.clone()),
+        ("via-proxy", "mtls", Some("proxy"), url.clone()),
+        ("basic", "basic", None, with_basic.url("app.git")),
+        (
+            "basic-wrong",
+            "basic-wrong",
+            None,
+            with_basic.url("app.git"),
+        ),
+    ] {
+        fx.create(name, on_main(&url, Some(secret), proxy_secret))
+            .await;
+    }
+    let hang = GitHttpServer::start_hanging().await.unwrap();
+    let mut hanging = on_main(
+        &format!("https://{}/app.git", hang.addr()),
+        Some("mtls"),
+        None,
     );
-    // Without a client certificate the server refuses the connection.
+    hanging.timeout = "1s".to_string();
+    fx.create("hanging", hanging).await;
+
+    // The client certificate gets the repository, through the ls-remote and the fetch.
+    let obj = fx.wait_ready("mtls").await;
+    assert_eq!(revision(&obj), format!("main@sha1:{sha}"));
+    let (status, _, body) = download(&obj.artifact().unwrap().url).await;
+    assert_eq!(status, 200);
+    assert_eq!(tar_paths(&body), vec!["a.yaml".to_string()]);
+    let log = server.access_log();
+    assert!(
+        log.iter()
+            .any(|r| r.method == "GET" && r.path == "/app.git/info/refs" && r.status == 200),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|r| r.method == "POST" && r.path == "/app.git/git-upload-pack" && r.status == 200),
+        "{log:?}"
+    );
+    // Nothing changed: the ls-remote alone (through the gateway too) keeps the artifact.
+    let obj = fx.request_reconcile("mtls", "noop-1").await;
+    assert_eq!(ready(&obj).0, "True");
+    assert_eq!(revision(&obj), format!("main@sha1:{sha}"));
+    // A new commit is seen and fetched.
+    let next = repos.commit("app.git", "main", &[("b.yaml", "b: 2\n")], "second");
+    let obj = fx.request_reconcile("mtls", "new-1").await;
+    assert_eq!(ready(&obj).0, "True", "{:?}", ready(&obj));
+    assert_eq!(revision(&obj), format!("main@sha1:{next}"));
+    assert_no_secrets(&fx, &obj, &[&pem_line(&client.key_pem)]);
+
+    // Through a proxy: the gateway tunnels with CONNECT.
+    let obj = fx.wait_ready("via-proxy").await;
+    assert!(revision(&obj).starts_with("main@sha1:"));
+    assert!(
+        proxy.requests().iter().any(|r| r.method == "CONNECT"
+            && r.target == server.addr().to_string()
+            && r.status == 200),
+        "{:?}",
+        proxy.requests()
+    );
+
+    // Client certificate and basic auth together.
+    let obj = fx.wait_ready("basic").await;
+    assert!(revision(&obj).starts_with("main@sha1:"));
+    let (reason, message) = fetch_failure(&fx, "basic-wrong").await;
+    assert_eq!(reason, "GitOperationFailed");
+    assert!(
+        message.starts_with("failed to checkout and determine revision: "),
+        "{message}"
+    );
+    assert!(
+        with_basic.access_log().iter().any(|r| r.status == 401),
+        "the server refused the wrong password"
+    );
+
+    // Without a client certificate libgit2 goes direct and the server refuses the handshake.
     let (reason, message) = fetch_failure(&fx, "ca-only").await;
     assert_eq!(reason, "GitOperationFailed");
     assert!(
         message.starts_with("failed to checkout and determine revision: SSL error"),
         "{message}"
     );
-    assert!(server.access_log().is_empty(), "no request got through");
+
+    // A certificate from another CA: the server's refusal is reported, naming the remote (not the gateway).
+    let (reason, message) = fetch_failure(&fx, "wrong-cert").await;
+    assert_eq!(reason, "GitOperationFailed");
+    assert!(
+        message.starts_with(&format!(
+            "failed to checkout and determine revision: request to '{url}' failed: "
+        )),
+        "{message}"
+    );
+    assert!(message.contains("received fatal alert"), "{message}");
+
+    let (reason, message) = stalled(&fx, "no-key").await;
+    assert_eq!(reason, "AuthenticationFailed");
+    assert_eq!(
+        message,
+        "failed to configure authentication options: invalid 'https' auth option: 'tls.key' is required"
+    );
+
+    // A remote that never answers: cut at spec.timeout, gateway and all.
+    let (reason, message) = fetch_failure(&fx, "hanging").await;
+    assert_eq!(reason, "GitOperationFailed");
+    assert!(message.contains("timed out"), "{message}");
+
+    for name in [
+        "hanging",
+        "mtls",
+        "ca-only",
+        "wrong-cert",
+        "no-key",
+        "via-proxy",
+        "basic",
+        "basic-wrong",
+    ] {
+        let obj = fx.get(name).await;
+        assert_no_secrets(
+            &fx,
+            &obj,
+            &[
+                &pem_line(&client.key_pem),
+                &pem_line(&intruder.key_pem),
+                &pem_line(&basic_client.key_pem),
+                "mtls-pass-1",
+                "mtls-bad-2",
+            ],
+        );
+        for c in conditions_of(&obj) {
+            assert!(
+                !c.message.contains("http://127.0.0.1"),
+                "{name}: the gateway's address in '{}'",
+                c.message
+            );
+        }
+    }
+    fx.shutdown().await;
+    proxy.shutdown().await;
+    server.shutdown().await;
+    with_basic.shutdown().await;
+    hang.shutdown().await;
+}
+
+#[tokio::test]
+async fn mutual_tls_submodules() {
+    let repos = GitRepos::new();
+    let lib = repos.commit("lib.git", "main", &[("lib.yaml", "lib: 1\n")], "lib");
+    repos.commit("app.git", "main", &[("app.yaml", "app: 1\n")], "app");
+    let server = GitHttpServer::start(
+        repos.root.path(),
+        GitHttpOptions::default().require_client_cert(),
+    )
+    .await
+    .unwrap();
+    repos.add_submodule_url("app.git", &server.url("lib.git"), &lib, "vendor/lib");
+    let client = server.client_certificate("riptide").unwrap();
+    let fx = Fixture::start().await;
+    fx.secret(
+        "mtls",
+        &[
+            ("ca.crt", server.ca_pem().unwrap()),
+            ("tls.crt", &client.cert_pem),
+            ("tls.key", &client.key_pem),
+        ],
+    )
+    .await;
+    let mut s = on_main(&server.url("app.git"), Some("mtls"), None);
+    s.recurse_submodules = Some(true);
+    fx.create("app", s).await;
+    let obj = fx.wait_ready("app").await;
+    let (_, _, body) = download(&obj.artifact().unwrap().url).await;
+    let paths = tar_paths(&body);
+    assert!(
+        paths.contains(&"vendor/lib/lib.yaml".to_string()),
+        "{paths:?}"
+    );
+    assert!(paths.contains(&"app.yaml".to_string()), "{paths:?}");
+    assert!(
+        server
+            .access_log()
+            .iter()
+            .any(|r| r.path == "/lib.git/git-upload-pack" && r.status == 200),
+        "the submodule was fetched with the client certificate: {:?}",
+        server.access_log()
+    );
     fx.shutdown().await;
     server.shutdown().await;
 }
@@ -347,6 +549,11 @@ async fn proxy_secret_ref() {
     )
     .await;
     fx.create(
+        "http-wrong-proxy-credentials",
+        on_main(&http.url("app.git"), None, Some("proxy-wrong")),
+    )
+    .await;
+    fx.create(
         "wrong-proxy-credentials",
         on_main(&https.url("app.git"), Some("ca"), Some("proxy-wrong")),
     )
@@ -374,16 +581,41 @@ async fn proxy_secret_ref() {
         "and the pack fetched through the tunnel"
     );
 
-    // libgit2 does not route plain-HTTP remotes through a proxy (it would connect to the remote directly):
-    // refused clearly rather than silently bypassing the proxy.
-    let (reason, message) = stalled(&fx, "http-via-proxy").await;
-    assert_eq!(reason, "AuthenticationFailed");
+    // Plain HTTP goes through the proxy too (libgit2 alone would connect to the remote directly).
+    let obj = fx.wait_ready("http-via-proxy").await;
+    assert_eq!(revision(&obj), format!("main@sha1:{sha}"));
+    let log = proxy.requests();
+    let target = http.addr().to_string();
+    for method in ["GET", "POST"] {
+        assert!(
+            log.iter()
+                .any(|r| r.method == method && r.target == target && r.status == 200),
+            "{method} forwarded by the proxy: {log:?}"
+        );
+    }
+    assert!(
+        http.access_log()
+            .iter()
+            .any(|r| r.method == "POST" && r.status == 200),
+        "the pack came through the proxy"
+    );
+    assert_eq!(
+        http.access_log().len(),
+        log.iter()
+            .filter(|r| r.target == target && r.status != 407)
+            .count(),
+        "every request the remote answered went through the proxy"
+    );
+
+    let (reason, message) = fetch_failure(&fx, "http-wrong-proxy-credentials").await;
+    assert_eq!(reason, "GitOperationFailed");
     assert_eq!(
         message,
-        "failed to configure proxy options: a proxy is only supported for 'https' URLs: libgit2 sends 'http' \
-         requests directly to the remote, bypassing the proxy"
+        format!(
+            "failed to checkout and determine revision: request to '{}' failed: proxy authentication required",
+            http.url("app.git")
+        )
     );
-    assert!(http.access_log().is_empty(), "nothing bypassed the proxy");
 
     let (reason, message) = fetch_failure(&fx, "wrong-proxy-credentials").await;
     assert_eq!(reason, "GitOperationFailed");
@@ -407,32 +639,6 @@ async fn proxy_secret_ref() {
         "failed to configure proxy options: secret 'default/proxy-no-address': key 'address' not found"
     );
 
-    // The test proxy forwards plain HTTP too (absolute-form requests), e.g. for HTTP clients other than libgit2.
-    let client = reqwest::Client::builder()
-        .proxy(
-            reqwest::Proxy::http(proxy.url())
-                .unwrap()
-                .basic_auth("proxy-user", "proxy-pass-1"),
-        )
-        .build()
-        .unwrap();
-    let response = client
-        .get(format!(
-            "{}/info/refs?service=git-upload-pack",
-            http.url("app.git")
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(
-        proxy
-            .requests()
-            .iter()
-            .any(|r| r.method == "GET" && r.target == http.addr().to_string() && r.status == 200),
-        "{:?}",
-        proxy.requests()
-    );
     fx.shutdown().await;
     proxy.shutdown().await;
     https.shutdown().await;

@@ -1,11 +1,18 @@
 //! Git with libgit2: authentication from a Secret, remote ref resolution without a clone (`ls-remote`), and
 //! shallow single-ref checkouts into a directory. Everything here is blocking; callers run it on the blocking
 //! pool under the GitRepository's timeout.
+//!
+//! What libgit2 cannot do per connection goes through a loopback [`gateway::Gateway`] that lives for one
+//! operation: a TLS client certificate (`tls.crt`/`tls.key`) for `https`, and a proxy for `http` remotes.
+//! A custom CA (`ca.crt`) is checked in the `certificate_check` callback, a bearer token is a custom header,
+//! and an `https` proxy is libgit2's own (CONNECT).
 
+pub mod gateway;
 pub mod known_hosts;
 pub mod semver;
 pub mod verify;
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,7 +24,7 @@ use git2::{
     FetchOptions, ProxyOptions, RemoteCallbacks, Repository, build::CheckoutBuilder,
 };
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use url::Url;
 
 /// The transport of a GitRepository URL.
@@ -73,12 +80,14 @@ pub enum AuthError {
         /// What is wrong.
         reason: String,
     },
-    /// `tls.crt`/`tls.key` were given: client certificates cannot be used with libgit2.
-    #[error(
-        "client certificate authentication ('tls.crt'/'tls.key') is not supported: libgit2, which fetches \
-         the repository, has no per-connection client certificate option"
-    )]
-    ClientCertificate,
+    /// `tls.crt` or `tls.key` is not a usable PEM certificate chain or private key.
+    #[error("invalid '{key}': {reason}")]
+    InvalidClientCertificate {
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// The CA certificates of a Secret's `ca.crt` (or the deprecated `caFile`): an HTTPS server whose certificate
@@ -117,6 +126,11 @@ impl CaBundle {
         Ok(Self { certs })
     }
 
+    /// The certificates, DER.
+    pub fn der(&self) -> impl Iterator<Item = &[u8]> {
+        self.certs.iter().map(|c| c.as_ref())
+    }
+
     /// Checks a server's certificate (DER) for `host` against these CAs.
     pub fn verify(&self, der: &[u8], host: &str) -> Result<(), String> {
         let anchors = self
@@ -144,6 +158,58 @@ impl CaBundle {
     }
 }
 
+/// A TLS client certificate chain and its private key (`tls.crt`, `tls.key`), PEM.
+#[derive(Clone)]
+pub struct ClientCertificate {
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientCertificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCertificate")
+            .field("key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCertificate {
+    /// Checks that `tls.crt` holds at least one certificate and `tls.key` a private key.
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> Result<Self, AuthError> {
+        let certs = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| AuthError::InvalidClientCertificate {
+                key: "tls.crt",
+                reason: format!("failed to parse PEM: {e}"),
+            })?;
+        if certs.is_empty() {
+            return Err(AuthError::InvalidClientCertificate {
+                key: "tls.crt",
+                reason: "no PEM certificate found".to_string(),
+            });
+        }
+        // The error of the PEM parser is not shown: it could quote key material.
+        PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| {
+            AuthError::InvalidClientCertificate {
+                key: "tls.key",
+                reason: "no PEM private key found".to_string(),
+            }
+        })?;
+        Ok(Self {
+            cert_pem: cert_pem.to_vec(),
+            key_pem: key_pem.to_vec(),
+        })
+    }
+
+    /// The certificate chain then the key, one PEM buffer.
+    pub fn pem(&self) -> Vec<u8> {
+        let mut pem = self.cert_pem.clone();
+        pem.push(b'\n');
+        pem.extend_from_slice(&self.key_pem);
+        pem
+    }
+}
+
 /// Credentials for one remote.
 #[derive(Clone, Default)]
 pub struct AuthOptions {
@@ -163,6 +229,8 @@ pub struct AuthOptions {
     pub proxy: Option<String>,
     /// `ca.crt` (or the deprecated `caFile`), for `https`.
     pub ca: Option<CaBundle>,
+    /// `tls.crt` and `tls.key`, for `https` (mutual TLS, through a [`gateway::Gateway`]).
+    pub client_certificate: Option<ClientCertificate>,
     host: String,
     port: Option<u16>,
 }
@@ -179,6 +247,7 @@ impl std::fmt::Debug for AuthOptions {
             )
             .field("identity", &self.identity.as_ref().map(|_| "<redacted>"))
             .field("ca", &self.ca)
+            .field("client_certificate", &self.client_certificate)
             .finish_non_exhaustive()
     }
 }
@@ -238,10 +307,23 @@ impl AuthOptions {
                     if let Some((key, pem)) = ca {
                         opts.ca = Some(CaBundle::from_pem(key, pem)?);
                     }
-                    let present = |k: &str| data.get(k).is_some_and(|v| !v.is_empty());
-                    if present("tls.crt") || present("tls.key") {
-                        return Err(AuthError::ClientCertificate);
-                    }
+                    let get = |k: &str| data.get(k).filter(|v| !v.is_empty());
+                    opts.client_certificate = match (get("tls.crt"), get("tls.key")) {
+                        (None, None) => None,
+                        (Some(_), None) => {
+                            return Err(AuthError::Missing {
+                                transport: name,
+                                key: "tls.key",
+                            });
+                        }
+                        (None, Some(_)) => {
+                            return Err(AuthError::Missing {
+                                transport: name,
+                                key: "tls.crt",
+                            });
+                        }
+                        (Some(cert), Some(key)) => Some(ClientCertificate::from_pem(cert, key)?),
+                    };
                 }
             }
             Transport::Ssh => {
@@ -266,6 +348,27 @@ impl AuthOptions {
             }
         }
         Ok(opts)
+    }
+
+    /// Whether libgit2 must go through a [`gateway::Gateway`]: a client certificate for `https`, or a proxy for
+    /// `http` (libgit2 sends plain-HTTP requests straight to the remote, libgit2/libgit2#5650).
+    pub fn needs_gateway(&self) -> bool {
+        match self.transport {
+            Some(Transport::Https) => self.client_certificate.is_some(),
+            Some(Transport::Http) => self.proxy.is_some(),
+            _ => false,
+        }
+    }
+
+    /// The options libgit2 uses towards a gateway: its credentials and headers, no TLS, no proxy.
+    fn for_gateway(&self) -> Self {
+        AuthOptions {
+            transport: Some(Transport::Http),
+            proxy: None,
+            ca: None,
+            client_certificate: None,
+            ..self.clone()
+        }
     }
 
     /// Callbacks for one connection. A server certificate the `ca.crt` CA rejects is handed back to libgit2's
@@ -384,6 +487,50 @@ fn git_error(err: git2::Error, tls_note: &RefCell<Option<String>>) -> GitError {
     }
 }
 
+/// libgit2's view of a remote: the URL and options it uses, and the gateway standing in for the remote when
+/// one is needed (dropped, so stopped, with the endpoint).
+struct Endpoint<'a> {
+    url: Cow<'a, str>,
+    auth: Cow<'a, AuthOptions>,
+    gateway: Option<gateway::Gateway>,
+}
+
+impl<'a> Endpoint<'a> {
+    fn new(url: &'a str, auth: &'a AuthOptions, deadline: Instant) -> Result<Self, GitError> {
+        Ok(match gateway::Gateway::for_remote(url, auth, deadline)? {
+            Some(gateway) => Endpoint {
+                url: Cow::Owned(gateway.url().to_string()),
+                auth: Cow::Owned(auth.for_gateway()),
+                gateway: Some(gateway),
+            },
+            None => Endpoint {
+                url: Cow::Borrowed(url),
+                auth: Cow::Borrowed(auth),
+                gateway: None,
+            },
+        })
+    }
+
+    /// An error of a remote operation: with a gateway, the cause it recorded when it could not reach the
+    /// remote, and never the gateway's address.
+    fn error(&self, err: GitError) -> GitError {
+        let Some(gateway) = &self.gateway else {
+            return err;
+        };
+        if let Some(cause) = gateway.failure() {
+            return GitError::Remote(cause);
+        }
+        match err {
+            GitError::Git(e) => GitError::Git(git2::Error::new(
+                e.code(),
+                e.class(),
+                gateway.unmask(e.message()),
+            )),
+            other => other,
+        }
+    }
+}
+
 /// What to check out, owned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reference {
@@ -454,6 +601,12 @@ pub enum GitError {
     /// A temporary repository could not be created.
     #[error("failed to create temporary repository: {0}")]
     TempDir(#[source] std::io::Error),
+    /// The loopback gateway (client certificate, proxy for `http`) could not be set up.
+    #[error(transparent)]
+    Gateway(#[from] gateway::GatewayError),
+    /// The gateway could not reach the remote: why (a TLS alert, a refused connection, the proxy's answer).
+    #[error("{0}")]
+    Remote(String),
 }
 
 /// The commit a reference resolves to, and Flux's revision string for it.
@@ -477,6 +630,15 @@ pub fn revision(name: Option<&str>, sha: &str) -> String {
 
 /// Lists the remote's refs (one round trip, no clone): `(name, oid)`, peeled tags as `refs/tags/x^{}`.
 pub fn ls_remote(
+    url: &str,
+    auth: &AuthOptions,
+    deadline: Instant,
+) -> Result<Vec<(String, String)>, GitError> {
+    let endpoint = Endpoint::new(url, auth, deadline)?;
+    ls_remote_at(&endpoint.url, &endpoint.auth, deadline).map_err(|e| endpoint.error(e))
+}
+
+fn ls_remote_at(
     url: &str,
     auth: &AuthOptions,
     deadline: Instant,
@@ -618,11 +780,14 @@ pub fn checkout(
     deadline: Instant,
 ) -> Result<Checkout, GitError> {
     let repo = Repository::init(dir)?;
-    let mut remote = repo.remote_anonymous(url)?;
-    let headers = auth.headers();
+    let endpoint = Endpoint::new(url, auth, deadline)?;
+    let mut remote = repo.remote_anonymous(&endpoint.url)?;
+    let headers = endpoint.auth.headers();
     let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
     let tls_note = RefCell::new(None);
-    let mut options = auth.fetch_options(&header_refs, deadline, &tls_note);
+    let mut options = endpoint
+        .auth
+        .fetch_options(&header_refs, deadline, &tls_note);
     options.download_tags(AutotagOption::None);
     let is_commit = matches!(reference, Reference::Commit { .. });
     let refspecs: Vec<String> = match &resolved.fetch_ref {
@@ -639,7 +804,10 @@ pub fn checkout(
     };
     remote
         .fetch(&refspecs, Some(&mut options), None)
-        .map_err(|e| git_error(e, &tls_note))?;
+        .map_err(|e| endpoint.error(git_error(e, &tls_note)))?;
+    drop(options);
+    drop(remote);
+    drop(endpoint);
     if Instant::now() >= deadline {
         return Err(GitError::Timeout);
     }
@@ -704,14 +872,29 @@ fn update_submodules(
     deadline: Instant,
 ) -> Result<(), GitError> {
     for mut submodule in repo.submodules()? {
-        let headers = auth.headers();
+        // The URL libgit2 clones from is `submodule.<name>.url` in the repository's config (from
+        // `.gitmodules` at init): a gateway for it, when needed, goes there.
+        submodule.init(false)?;
+        let key = format!("submodule.{}.url", submodule.name().unwrap_or_default());
+        let url = repo.config()?.snapshot()?.get_string(&key)?;
+        let endpoint = Endpoint::new(&url, auth, deadline)?;
+        if endpoint.gateway.is_some() {
+            repo.config()?.set_str(&key, &endpoint.url)?;
+        }
+        let headers = endpoint.auth.headers();
         let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
         let tls_note = RefCell::new(None);
         let mut options = git2::SubmoduleUpdateOptions::new();
-        options.fetch(auth.fetch_options(&header_refs, deadline, &tls_note));
+        options.fetch(
+            endpoint
+                .auth
+                .fetch_options(&header_refs, deadline, &tls_note),
+        );
         submodule
             .update(true, Some(&mut options))
-            .map_err(|e| git_error(e, &tls_note))?;
+            .map_err(|e| endpoint.error(git_error(e, &tls_note)))?;
+        drop(options);
+        drop(endpoint);
         let nested = submodule.open()?;
         update_submodules(&nested, auth, deadline)?;
     }
@@ -855,18 +1038,53 @@ mod tests {
             AuthOptions::new(&https, Some(&data(&[("bearerToken", "t\r\nX: y")]))).unwrap_err(),
             AuthError::ControlCharacters("bearerToken")
         );
-        assert_eq!(
+        assert!(matches!(
             AuthOptions::new(&https, Some(&data(&[("tls.crt", "c"), ("tls.key", "k")])))
                 .unwrap_err(),
-            AuthError::ClientCertificate
+            AuthError::InvalidClientCertificate { key: "tls.crt", .. }
+        ));
+        assert_eq!(
+            AuthOptions::new(&https, Some(&data(&[("tls.crt", "c")]))).unwrap_err(),
+            AuthError::Missing {
+                transport: "https",
+                key: "tls.key"
+            }
         );
+        let certs = testenv::tls::Certificates::generate().unwrap();
+        let client = certs.client_certificate("riptide").unwrap();
+        let mtls = AuthOptions::new(
+            &https,
+            Some(&data(&[
+                ("tls.crt", &client.cert_pem),
+                ("tls.key", &client.key_pem),
+            ])),
+        )
+        .unwrap();
+        assert!(mtls.needs_gateway());
+        assert!(!format!("{mtls:?}").contains("PRIVATE KEY"), "{mtls:?}");
+        assert!(matches!(
+            AuthOptions::new(
+                &https,
+                Some(&data(&[("tls.crt", &client.cert_pem), ("tls.key", "junk")]))
+            )
+            .unwrap_err(),
+            AuthError::InvalidClientCertificate { key: "tls.key", .. }
+        ));
         assert!(matches!(
             AuthOptions::new(&https, Some(&data(&[("caFile", "junk")]))).unwrap_err(),
             AuthError::InvalidCa { key: "caFile", .. }
         ));
         // TLS keys mean nothing for http, as in Flux.
-        let plain = AuthOptions::new(&http, Some(&data(&[("ca.crt", "junk"), ("tls.crt", "c")])));
-        assert!(plain.unwrap().ca.is_none());
+        let plain =
+            AuthOptions::new(&http, Some(&data(&[("ca.crt", "junk"), ("tls.crt", "c")]))).unwrap();
+        assert!(plain.ca.is_none() && plain.client_certificate.is_none());
+        assert!(!plain.needs_gateway());
+        let proxied = AuthOptions {
+            proxy: Some("http://proxy:3128".into()),
+            ..plain
+        };
+        assert!(proxied.needs_gateway(), "libgit2 bypasses proxies for http");
+        assert!(!token.needs_gateway());
     }
 
     #[test]

@@ -552,6 +552,18 @@ impl GitRepos {
         git(&wt, &["push", "-q", "origin", "main"]);
     }
 
+    /// Adds a submodule of `repo` at `path` cloned from `url` at `commit`, without contacting `url`.
+    pub fn add_submodule_url(&self, repo: &str, url: &str, commit: &str, path: &str) {
+        let wt = self.worktree(repo);
+        let gitmodules = format!("[submodule \"{path}\"]\n\tpath = {path}\n\turl = {url}\n");
+        std::fs::write(wt.join(".gitmodules"), gitmodules).unwrap();
+        let cacheinfo = format!("160000,{commit},{path}");
+        git(&wt, &["update-index", "--add", "--cacheinfo", &cacheinfo]);
+        git(&wt, &["add", ".gitmodules"]);
+        git(&wt, &["commit", "-q", "-m", "add submodule"]);
+        git(&wt, &["push", "-q", "origin", "main"]);
+    }
+
     /// Like [`GitRepos::commit`] on `main`, SSH-signed with the private key at `key`.
     pub fn commit_signed(
         &self,

@@ -42,14 +42,6 @@ pub enum GitRepositoryError {
         /// What is wrong.
         reason: String,
     },
-    /// `proxySecretRef` with an `http://` URL. Stalls: libgit2 writes proxy-style requests for plain-HTTP
-    /// remotes but sends them straight to the remote, so the proxy would be silently bypassed
-    /// (libgit2/libgit2#5650); only `https://` is tunnelled through the proxy (CONNECT).
-    #[error(
-        "failed to configure proxy options: a proxy is only supported for 'https' URLs: libgit2 sends \
-         'http' requests directly to the remote, bypassing the proxy"
-    )]
-    ProxyOverHttp,
     /// An included GitRepository does not exist.
     #[error("could not get resource for include '{name}': {source}")]
     IncludeNotFound {
@@ -115,8 +107,7 @@ impl GitRepositoryError {
             GitRepositoryError::InvalidUrl { .. } => reasons::URL_INVALID,
             GitRepositoryError::Secret { .. }
             | GitRepositoryError::Auth(_)
-            | GitRepositoryError::Proxy { .. }
-            | GitRepositoryError::ProxyOverHttp => reasons::AUTHENTICATION_FAILED,
+            | GitRepositoryError::Proxy { .. } => reasons::AUTHENTICATION_FAILED,
             GitRepositoryError::IncludeNotFound { .. } => "NotFound",
             GitRepositoryError::IncludeNoArtifact { .. } => "NoArtifact",
             GitRepositoryError::IncludeCopy { .. } => "CopyFailed",
@@ -140,7 +131,6 @@ impl GitRepositoryError {
                 | GitRepositoryError::Secret { .. }
                 | GitRepositoryError::Auth(_)
                 | GitRepositoryError::Proxy { .. }
-                | GitRepositoryError::ProxyOverHttp
                 | GitRepositoryError::Checkout { .. }
         )
     }
@@ -155,7 +145,6 @@ impl FluxError for GitRepositoryError {
         match self {
             GitRepositoryError::InvalidUrl { .. }
             | GitRepositoryError::Auth(_)
-            | GitRepositoryError::ProxyOverHttp
             | GitRepositoryError::Verification(VerifyError::NoTagReference) => ErrorKind::Stalled,
             GitRepositoryError::Checkout {
                 source: GitError::SemverInvalid(_),

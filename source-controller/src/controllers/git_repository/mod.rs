@@ -151,9 +151,6 @@ impl GitRepositoryReconciler {
         };
         let mut auth = AuthOptions::new(url, data.as_ref()).map_err(GitRepositoryError::Auth)?;
         if let Some(proxy) = &obj.spec.proxy_secret_ref {
-            if url.scheme() == "http" {
-                return Err(GitRepositoryError::ProxyOverHttp);
-            }
             let data = self.secret(&namespace, &proxy.name).await?;
             auth.proxy = Some(proxy_url(&namespace, &proxy.name, &data)?);
         }
