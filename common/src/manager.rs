@@ -218,14 +218,19 @@ impl Manager {
         let mut leader = self.is_leader.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            tokio::select! {
-                () = shutdown.wait() => {}
-                lost = leader.wait_for(|l| !*l) => {
-                    if lost.is_ok() {
-                        error!("leadership lost: stopping reconcilers");
-                        shutdown.trigger();
-                    }
+            let lost = tokio::select! {
+                () = shutdown.wait() => None,
+                lost = leader.wait_for(|l| !*l) => Some(lost.is_ok()),
+            };
+            match lost {
+                Some(true) => {
+                    error!("leadership lost: stopping reconcilers");
+                    shutdown.trigger();
                 }
+                // The leader channel is closed (no leader election: `always_leader`), so leadership can no longer
+                // be lost: run until shutdown.
+                Some(false) => shutdown.wait().await,
+                None => {}
             }
             let _ = tx.send(());
         });

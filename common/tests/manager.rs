@@ -88,3 +88,34 @@ async fn manager_leads_serves_metrics_and_health_and_releases_the_lease() {
     );
     env.shutdown().await;
 }
+
+#[tokio::test]
+async fn without_leader_election_reconcilers_run_until_shutdown() {
+    let env = testenv::TestEnv::start().await.unwrap();
+    let flags = Flags::parse_from([
+        "test-controller",
+        "--metrics-addr=127.0.0.1:0",
+        "--health-addr=127.0.0.1:0",
+    ]);
+    let manager =
+        common::manager::Manager::start_with_client("test-controller", flags.runtime, env.client())
+            .await
+            .unwrap();
+    assert!(manager.wait_for_leadership().await, "leads at once");
+    let mut stopped = Box::pin(manager.stopped());
+    // Give the watcher task every chance to resolve `stopped` early (the bug: the leader channel of
+    // `always_leader` has no sender, which once looked like lost leadership).
+    for _ in 0..50 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        futures::poll!(stopped.as_mut()).is_pending(),
+        "stopped() must not resolve without a shutdown"
+    );
+    manager.shutdown().trigger();
+    tokio::time::timeout(Duration::from_secs(5), stopped)
+        .await
+        .expect("stopped() resolves once the shutdown fires");
+    manager.finish().await;
+    env.shutdown().await;
+}

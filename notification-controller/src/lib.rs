@@ -313,26 +313,7 @@ pub async fn start(
     );
 
     let mut is_leader = manager.is_leader();
-    // Not `manager.stopped()`: without leader election its leader channel has no sender, and it resolves at
-    // once. Stop on shutdown, or on a real loss of leadership.
-    let stopped = {
-        let shutdown = shutdown.clone();
-        let mut leader = manager.is_leader();
-        async move {
-            let lost = tokio::select! {
-                () = shutdown.wait() => None,
-                lost = leader.wait_for(|l| !*l) => Some(lost.is_ok()),
-            };
-            match lost {
-                Some(true) => {
-                    tracing::error!("leadership lost: stopping reconcilers");
-                    shutdown.trigger();
-                }
-                Some(false) => shutdown.wait().await,
-                None => {}
-            }
-        }
-    };
+    let stopped = manager.stopped();
     let leader_shutdown = shutdown.clone();
     let events = manager.events();
     let alert_api = manager.api::<Alert>();
