@@ -76,6 +76,20 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// `RssAnon` + `RssShmem` (heap, stacks: what the process holds) and `RssFile` (mapped files, e.g. libgit2's pack
+/// windows: page cache the kernel can reclaim), in KiB.
+fn rss_parts_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+    };
+    Some((field("RssAnon:")? + field("RssShmem:")?, field("RssFile:")?))
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -191,7 +205,12 @@ async fn main() {
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(600);
+    let (mut peak_anon, mut peak_file) = (0u64, 0u64);
     let artifact = loop {
+        if let Some((anon, file)) = rss_parts_kib(pid) {
+            peak_anon = peak_anon.max(anon);
+            peak_file = peak_file.max(file);
+        }
         if let Some(a) = api.get("bench").await.unwrap().artifact().cloned() {
             break a;
         }
@@ -228,6 +247,11 @@ async fn main() {
         ),
         None => println!("controller peak RSS: unavailable (no /proc)"),
     }
+    println!(
+        "  of which, sampled every 10 ms: anonymous (heap, stacks) {:.1} MiB, file-backed (mapped pack files) {:.1} MiB",
+        peak_anon as f64 / 1024.0,
+        peak_file as f64 / 1024.0
+    );
     env.shutdown().await;
     server.shutdown().await;
 }
