@@ -234,25 +234,39 @@ async fn static_token_file_users() {
     env.shutdown().await;
 }
 
+/// Namespaces `team-a` and `team-b`, and in `team-a` the ServiceAccount `deployer` bound to a Role `role` that
+/// allows `verbs` on ConfigMaps.
+async fn team_a_deployer(admin: &Client, role_name: &str, verbs: &[&str]) {
+    namespaces(admin, &["team-a", "team-b"]).await;
+    service_account(admin, "team-a", "deployer").await;
+    role(
+        admin,
+        "team-a",
+        role_name,
+        json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": verbs}]),
+    )
+    .await;
+    role_binding(
+        admin,
+        "team-a",
+        "deployer-cm",
+        ("Role", role_name),
+        // no namespace: a ServiceAccount subject means the binding's namespace
+        json!({"kind": "ServiceAccount", "name": "deployer"}),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn service_account_tokens_with_roles() {
     let env = auth_env().await;
     let admin = env.client();
-    namespaces(&admin, &["team-a", "team-b"]).await;
-    service_account(&admin, "team-a", "deployer").await;
-    role(
+    team_a_deployer(
         &admin,
-        "team-a",
         "cm-writer",
-        json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}]),
-    )
-    .await;
-    role_binding(
-        &admin,
-        "team-a",
-        "deployer-cm",
-        ("Role", "cm-writer"),
-        json!({"kind": "ServiceAccount", "name": "deployer", "namespace": "team-a"}),
+        &[
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        ],
     )
     .await;
     let token = token_request(&admin, "team-a", "deployer").await;
@@ -546,23 +560,7 @@ async fn impersonating(env: &TestEnv, token: &str, user: &str, groups: &[&str]) 
 async fn impersonation() {
     let env = auth_env().await;
     let admin = env.client();
-    namespaces(&admin, &["team-a", "team-b"]).await;
-    service_account(&admin, "team-a", "deployer").await;
-    role(
-        &admin,
-        "team-a",
-        "cm-reader",
-        json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}]),
-    )
-    .await;
-    role_binding(
-        &admin,
-        "team-a",
-        "deployer-cm",
-        ("Role", "cm-reader"),
-        json!({"kind": "ServiceAccount", "name": "deployer"}),
-    )
-    .await;
+    team_a_deployer(&admin, "cm-reader", &["list"]).await;
 
     // the admin impersonates the ServiceAccount (as kustomize-controller does for spec.serviceAccountName)
     let admin_token = env.server().admin_token().unwrap().to_string();
@@ -680,23 +678,7 @@ async fn impersonation() {
 async fn access_reviews() {
     let env = auth_env().await;
     let admin = env.client();
-    namespaces(&admin, &["team-a", "team-b"]).await;
-    service_account(&admin, "team-a", "deployer").await;
-    role(
-        &admin,
-        "team-a",
-        "cm-writer",
-        json!([{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}]),
-    )
-    .await;
-    role_binding(
-        &admin,
-        "team-a",
-        "deployer-cm",
-        ("Role", "cm-writer"),
-        json!({"kind": "ServiceAccount", "name": "deployer"}),
-    )
-    .await;
+    team_a_deployer(&admin, "cm-writer", &["create"]).await;
     let sa = env
         .client_with_token(&token_request(&admin, "team-a", "deployer").await)
         .await
