@@ -247,7 +247,8 @@ fn address(prefix: &str, obj: &Value) -> String {
     format!("{prefix}.{}.{}", (h >> 8) & 0xff, (h & 0xff).clamp(2, 254))
 }
 
-fn spec_replicas(obj: &Value) -> i64 {
+/// `spec.replicas`, which defaults to 1.
+pub(crate) fn spec_replicas(obj: &Value) -> i64 {
     obj["spec"]["replicas"].as_i64().unwrap_or(1)
 }
 

@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::builtin::ResourceDef;
+use crate::simulate::spec_replicas;
 
 /// Kubernetes' short human duration (`45s`, `3m20s`, `5h`, `2d3h`).
 pub fn human_duration(secs: i64) -> String {
@@ -114,7 +115,11 @@ fn builtin_columns(rd: &ResourceDef) -> Option<BuiltinColumns> {
         ("apps", "deployments") => (&["Ready", "Up-to-date", "Available"], |o| {
             let s = &o["status"];
             vec![
-                json!(format!("{}/{}", count(&s["readyReplicas"]), replicas(o))),
+                json!(format!(
+                    "{}/{}",
+                    count(&s["readyReplicas"]),
+                    spec_replicas(o)
+                )),
                 json!(count(&s["updatedReplicas"])),
                 json!(count(&s["availableReplicas"])),
             ]
@@ -123,13 +128,13 @@ fn builtin_columns(rd: &ResourceDef) -> Option<BuiltinColumns> {
             vec![json!(format!(
                 "{}/{}",
                 count(&o["status"]["readyReplicas"]),
-                replicas(o)
+                spec_replicas(o)
             ))]
         }),
         ("apps", "replicasets") => (&["Desired", "Current", "Ready"], |o| {
             let s = &o["status"];
             vec![
-                json!(replicas(o)),
+                json!(spec_replicas(o)),
                 json!(count(&s["replicas"])),
                 json!(count(&s["readyReplicas"])),
             ]
@@ -246,11 +251,6 @@ fn builtin_columns(rd: &ResourceDef) -> Option<BuiltinColumns> {
 
 fn count(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)
-}
-
-/// `spec.replicas`, which defaults to 1.
-fn replicas(o: &Value) -> i64 {
-    o["spec"]["replicas"].as_i64().unwrap_or(1)
 }
 
 /// Render objects as a Table.

@@ -60,11 +60,12 @@ pub struct Built {
     pub digest: String,
 }
 
-/// `root/path`, confined to `root` (Flux's secure join): `..` never climbs above `root`.
-pub fn resolve_path(root: &Path, path: &str) -> Result<PathBuf, BuildError> {
+/// `root/path` joined lexically and confined to `root` (Flux's secure join): `..` never climbs above `root`,
+/// and absolute paths are taken inside it.
+pub fn secure_join(root: &Path, path: &Path) -> PathBuf {
     let mut out = root.to_path_buf();
     let mut depth = 0usize;
-    for c in Path::new(path).components() {
+    for c in path.components() {
         match c {
             Component::Normal(p) => {
                 out.push(p);
@@ -77,6 +78,12 @@ pub fn resolve_path(root: &Path, path: &str) -> Result<PathBuf, BuildError> {
             _ => {}
         }
     }
+    out
+}
+
+/// `root/path`, confined to `root` (see [`secure_join`]); it must be a directory.
+pub fn resolve_path(root: &Path, path: &str) -> Result<PathBuf, BuildError> {
+    let out = secure_join(root, Path::new(path));
     if !out.is_dir() {
         return Err(BuildError::PathNotFound(
             Path::new("/")

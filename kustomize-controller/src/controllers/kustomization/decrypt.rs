@@ -13,7 +13,7 @@
 
 use std::collections::HashSet;
 use std::io::Read as _;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
 
 use aes_gcm::aead::consts::U32;
@@ -607,23 +607,7 @@ enum Visit {
 
 /// `path` lexically confined to `root` (`..` never climbs above it; absolute paths are taken inside `root`).
 fn confine(root: &Path, path: &Path) -> PathBuf {
-    let relative = path.strip_prefix(root).unwrap_or(path);
-    let mut out = root.to_path_buf();
-    let mut depth = 0usize;
-    for c in relative.components() {
-        match c {
-            Component::Normal(p) => {
-                out.push(p);
-                depth += 1;
-            }
-            Component::ParentDir if depth > 0 => {
-                out.pop();
-                depth -= 1;
-            }
-            _ => {}
-        }
-    }
-    out
+    super::build::secure_join(root, path.strip_prefix(root).unwrap_or(path))
 }
 
 fn rel(root: &Path, p: &Path) -> String {
