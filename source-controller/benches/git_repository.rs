@@ -248,7 +248,7 @@ async fn main() {
         None => println!("controller peak RSS: unavailable (no /proc)"),
     }
     println!(
-        "  of which, sampled every 10 ms: anonymous (heap, stacks) {:.1} MiB, file-backed (mapped pack files) {:.1} MiB",
+        "  of which, sampled every 10 ms: anonymous (heap, stacks) {:.1} MiB, file-backed (executable, mapped pack slices) {:.1} MiB",
         peak_anon as f64 / 1024.0,
         peak_file as f64 / 1024.0
     );

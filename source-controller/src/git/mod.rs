@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod known_hosts;
 pub mod semver;
 pub mod verify;
+mod worktree;
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -21,7 +22,7 @@ use std::time::Instant;
 use common::api::source_v1::GitCheckout;
 use git2::{
     AutotagOption, CertificateCheckStatus, Cred, CredentialType, Direction, ErrorClass, ErrorCode,
-    FetchOptions, ProxyOptions, RemoteCallbacks, Repository, build::CheckoutBuilder,
+    FetchOptions, ProxyOptions, RemoteCallbacks, Repository,
 };
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
@@ -587,6 +588,12 @@ pub enum GitError {
     /// A sparse checkout path does not exist in the commit.
     #[error("sparse checkout dir '{0}' does not exist in repository")]
     SparsePath(String),
+    /// A tree entry name that would escape the checkout directory or write into `.git`.
+    #[error("invalid path '{0}' in the commit's tree")]
+    InvalidPath(String),
+    /// A file or directory of the checkout could not be written.
+    #[error("failed to write the checkout: {0}")]
+    Write(String),
     /// The operation was cut by the timeout.
     #[error("operation timed out")]
     Timeout,
@@ -823,28 +830,37 @@ pub fn checkout(
             _ => GitError::Git(e),
         })?;
     let sha = commit.id().to_string();
+    let summary = commit
+        .summary()
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .to_string();
     let tree = commit.tree()?;
-    if let Some(paths) = sparse {
-        for p in paths {
-            let clean = p.trim_start_matches("./").trim_end_matches('/');
-            if !clean.is_empty() && tree.get_path(Path::new(clean)).is_err() {
-                return Err(GitError::SparsePath(p.clone()));
-            }
+    let mut sparse_dirs = Vec::new();
+    for given in sparse.unwrap_or_default() {
+        let clean = given.trim_start_matches("./").trim_end_matches('/');
+        if clean.is_empty() {
+            continue;
         }
-    }
-    let mut co = CheckoutBuilder::new();
-    co.force().recreate_missing(true);
-    if let Some(paths) = sparse {
-        for p in paths {
-            let clean = p.trim_start_matches("./").trim_end_matches('/');
-            if !clean.is_empty() {
-                co.path(clean);
-            }
+        if tree.get_path(Path::new(clean)).is_err() {
+            return Err(GitError::SparsePath(given.clone()));
         }
+        sparse_dirs.push(clean.to_string());
     }
-    repo.checkout_tree(commit.as_object(), Some(&mut co))?;
+    let tree_id = tree.id();
     if recurse_submodules {
-        update_submodules(&repo, auth, deadline)?;
+        // Submodules are looked up in the index: it records their commits (gitlinks).
+        let mut index = repo.index()?;
+        index.read_tree(&tree)?;
+        index.write()?;
+    }
+    drop(tree);
+    drop(commit);
+    drop(repo);
+    worktree::write_tree(dir, tree_id, &sparse_dirs)?;
+    if recurse_submodules {
+        update_submodules(&Repository::open(dir)?, auth, deadline)?;
     }
     let name = match reference {
         Reference::Branch(b) => Some(b.clone()),
@@ -857,12 +873,7 @@ pub fn checkout(
     Ok(Checkout {
         revision: revision(name.as_deref(), &sha),
         sha,
-        summary: commit
-            .summary()
-            .ok()
-            .flatten()
-            .unwrap_or_default()
-            .to_string(),
+        summary,
     })
 }
 
