@@ -191,6 +191,49 @@ async fn wait_passes_once_every_simulated_workload_is_ready() {
     fx.stop().await;
 }
 
+/// Healthy=Unknown with reason Progressing while the checks run, for `revision`.
+fn checking(ks: &Kustomization, revision: &str) -> bool {
+    let expected = format!("Running health checks for revision {revision} with a timeout of 30s");
+    ks.condition("Healthy").is_some_and(|c| {
+        c.status.as_str() == "Unknown" && c.reason == "Progressing" && c.message == expected
+    }) && ks
+        .condition("Reconciling")
+        .is_some_and(|c| c.status.as_str() == "True" && c.message == expected)
+}
+
+#[tokio::test]
+async fn healthy_is_unknown_and_written_while_the_checks_run() {
+    let fx = start().await;
+    fx.create_repo("repo").await;
+    let slow = deployment("web", "testenv.riptide.dev/ready-after: 3s");
+    fx.publish("repo", REV1, &[("web.yaml", &slow)]).await;
+    fx.create_ks("apps", json!({"wait": true, "timeout": "30s"}))
+        .await;
+    // Written before the wait, as Flux patches it: the inventory is already there.
+    let ks = fx
+        .wait_ks("apps", "Healthy Unknown for REV1", |ks| checking(ks, REV1))
+        .await;
+    assert_eq!(inventory_ids(&ks), ["default_web_apps_Deployment"]);
+    assert!(ks.status.as_ref().unwrap().last_applied_revision.is_none());
+    let ks = fx.wait_applied("apps", REV1).await;
+    assert_healthy(&ks);
+    assert!(ks.condition("Reconciling").is_none(), "{:?}", ks.status);
+
+    // A new revision: Healthy goes from True to Unknown during the check, then back to True.
+    let slower = slow.replace("image: nginx:1", "image: nginx:2");
+    fx.publish("repo", REV2, &[("web.yaml", &slower)]).await;
+    let ks = fx
+        .wait_ks("apps", "Healthy Unknown for REV2", |ks| checking(ks, REV2))
+        .await;
+    assert_eq!(
+        ks.status.as_ref().unwrap().last_applied_revision.as_deref(),
+        Some(REV1)
+    );
+    let ks = fx.wait_applied("apps", REV2).await;
+    assert_healthy(&ks);
+    fx.stop().await;
+}
+
 #[tokio::test]
 async fn a_failed_deployment_fails_fast_long_before_the_timeout() {
     let fx = start().await;

@@ -27,5 +27,5 @@ mod runner;
 
 pub use runner::{
     Event, EventSink, MetricsObject, ReconcileMetrics, ReconcileResult, Reconciler, Runner,
-    RunnerConfig, RunnerError, Severity, Step,
+    RunnerConfig, RunnerError, Severity, Step, WriteStatusError,
 };

@@ -93,23 +93,76 @@ impl ReconcileMetrics for Metrics {
     }
 }
 
-/// What a kind's steps get besides the object: the reconcile's generation and time, and an event buffer.
+/// Writes a status to the API server in the middle of a reconcile: a merge patch of `status`, the JSON given.
+type WriteStatus =
+    Box<dyn Fn(serde_json::Value) -> BoxFuture<'static, Result<(), kube::Error>> + Send + Sync>;
+
+/// What a kind's steps get besides the object: the reconcile's generation and time, an event buffer, and a
+/// way to write the status before the reconcile ends.
 pub struct Step {
     /// `metadata.generation` of the object being reconciled.
     pub generation: i64,
     /// The time this reconcile started; conditions set through [`Step::conditions`] carry it.
     pub now: Timestamp,
     events: Vec<Event>,
+    writer: Option<WriteStatus>,
+    /// The status as last written, serialized: the base of the next merge patch.
+    written: Option<serde_json::Value>,
+}
+
+/// A status could not be written in the middle of a reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteStatusError {
+    /// The status could not be serialized.
+    #[error("serializing status: {0}")]
+    Serialize(#[from] serde_json::Error),
+    /// The API server refused or could not be reached.
+    #[error("patching status: {0}")]
+    Kube(#[from] kube::Error),
 }
 
 impl Step {
-    /// A step context for an object at `generation`, at time `now`.
+    /// A step context for an object at `generation`, at time `now`. [`Step::write_status`] writes nothing.
     pub fn new(generation: i64, now: Timestamp) -> Self {
         Step {
             generation,
             now,
             events: Vec::new(),
+            writer: None,
+            written: None,
         }
+    }
+
+    /// A step context whose [`Step::write_status`] patches the status, `written` being what the API server
+    /// holds now.
+    fn with_writer(
+        generation: i64,
+        now: Timestamp,
+        written: serde_json::Value,
+        writer: WriteStatus,
+    ) -> Self {
+        Step {
+            writer: Some(writer),
+            written: Some(written),
+            ..Step::new(generation, now)
+        }
+    }
+
+    /// Writes `status` now, as Flux patches the object before a long wait (e.g. `Healthy` Unknown while health
+    /// checks run), so that users see the progress. Only the difference to the last written status is sent.
+    pub async fn write_status<S: serde::Serialize>(
+        &mut self,
+        status: &S,
+    ) -> Result<(), WriteStatusError> {
+        let new = serde_json::to_value(status)?;
+        let (Some(writer), Some(written)) = (&self.writer, &self.written) else {
+            return Ok(());
+        };
+        if let Some(diff) = merge_patch(written, &new) {
+            writer(diff).await?;
+        }
+        self.written = Some(new);
+        Ok(())
     }
 
     /// Edits a condition list with this reconcile's generation and time.
@@ -444,17 +497,40 @@ impl<R: Reconciler> Runner<R> {
         mark_progressing(status.conditions_mut(), observed, generation, now);
         let mut written = original;
         if new_generation || new_request {
-            self.patch_status(&api, name, &written, &status).await?;
+            self.patch_status(&api, name, Self::serialize(&api, name, &written)?, &status)
+                .await?;
             written = status.clone();
         }
 
         // 5. The kind's steps.
-        let mut step = Step::new(generation, now);
+        let writer: WriteStatus = {
+            let api = api.clone();
+            let name = name.to_string();
+            let params = self.status_patch_params();
+            Box::new(move |diff| {
+                let (api, name, params) = (api.clone(), name.clone(), params.clone());
+                Box::pin(async move {
+                    api.patch_status(&name, &params, &Patch::Merge(json!({ "status": diff })))
+                        .await
+                        .map(|_| ())
+                })
+            })
+        };
+        let mut step = Step::with_writer(
+            generation,
+            now,
+            Self::serialize(&api, name, &written)?,
+            writer,
+        );
         let result = self
             .reconciler
             .reconcile(obj, &mut status, &mut step)
             .await
             .map_err(|e| to_failure(&e));
+        let written = match step.written.take() {
+            Some(w) => w,
+            None => Self::serialize(&api, name, &written)?,
+        };
 
         // 6. Always: conditions, observedGeneration, lastHandledReconcileAt, status patch, events.
         finalize_conditions(
@@ -468,7 +544,7 @@ impl<R: Reconciler> Runner<R> {
         if let Some(at) = &requested_at {
             status.set_last_handled_reconcile_at(at.clone());
         }
-        self.patch_status(&api, name, &written, &status).await?;
+        self.patch_status(&api, name, written, &status).await?;
         let ready = crate::conditions::get(status.conditions(), crate::conditions::types::READY)
             .map(|c| c.status.as_str());
         self.metrics.record_status(&metrics_object, ready, false);
@@ -515,34 +591,47 @@ impl<R: Reconciler> Runner<R> {
         })
     }
 
+    fn serialize(
+        api: &Api<R::Object>,
+        name: &str,
+        status: &<R::Object as FluxObject>::Status,
+    ) -> Result<serde_json::Value, RunnerError> {
+        serde_json::to_value(status).map_err(|source| RunnerError::Serialize {
+            object: format!("{}/{name}", api.namespace().unwrap_or_default()),
+            source,
+        })
+    }
+
+    fn status_patch_params(&self) -> PatchParams {
+        PatchParams {
+            field_manager: Some(self.config.controller.to_string()),
+            ..Default::default()
+        }
+    }
+
+    /// Patches the difference between `old` (what the API server holds, serialized) and `new`.
     async fn patch_status(
         &self,
         api: &Api<R::Object>,
         name: &str,
-        old: &<R::Object as FluxObject>::Status,
+        old: serde_json::Value,
         new: &<R::Object as FluxObject>::Status,
     ) -> Result<(), RunnerError> {
         let object = || format!("{}/{name}", api.namespace().unwrap_or_default());
-        let ser = |s| {
-            serde_json::to_value(s).map_err(|source| RunnerError::Serialize {
-                object: object(),
-                source,
-            })
-        };
-        let Some(diff) = merge_patch(&ser(old)?, &ser(new)?) else {
+        let Some(diff) = merge_patch(&old, &Self::serialize(api, name, new)?) else {
             return Ok(());
         };
-        let params = PatchParams {
-            field_manager: Some(self.config.controller.to_string()),
-            ..Default::default()
-        };
-        api.patch_status(name, &params, &Patch::Merge(json!({ "status": diff })))
-            .await
-            .map_err(|source| RunnerError::Kube {
-                action: "patching status of",
-                object: object(),
-                source,
-            })?;
+        api.patch_status(
+            name,
+            &self.status_patch_params(),
+            &Patch::Merge(json!({ "status": diff })),
+        )
+        .await
+        .map_err(|source| RunnerError::Kube {
+            action: "patching status of",
+            object: object(),
+            source,
+        })?;
         Ok(())
     }
 

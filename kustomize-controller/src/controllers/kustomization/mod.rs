@@ -704,6 +704,20 @@ impl Reconciler for KustomizationReconciler {
             );
             step.conditions(list)
                 .mark_reconciling(reasons::PROGRESSING, &message);
+            step.conditions(list).mark_unknown(
+                condition_types::HEALTHY,
+                reasons::PROGRESSING,
+                &message,
+            );
+            // As Flux: the progress is written before the wait, so users see it.
+            if let Err(e) = step.write_status(&*status).await {
+                fail(&mut history, reasons::HEALTH_CHECK_FAILED);
+                status.history = Some(history);
+                return Err(KustomizationError::Health(format!(
+                    "unable to update the healthy status to progressing: {e}"
+                )));
+            }
+            let list = status.conditions.get_or_insert_with(Vec::new);
             let is_new_revision = status.last_applied_revision.as_deref() != Some(&revision);
             let check_start = Instant::now();
             let opts = WaitOptions {
