@@ -66,6 +66,7 @@ impl Args {
                 .filter(|s| !s.is_empty()),
             insecure_kubeconfig_exec: self.insecure_kubeconfig_exec,
             strict_substitutions: self.runtime.feature_enabled("StrictPostBuildSubstitutions"),
+            disable_fail_fast: self.runtime.feature_enabled("DisableFailFastBehavior"),
             fetch,
             concurrent_ssa: self.concurrent_ssa.max(1),
             sops_age_secret: std::env::var(common::cli::RUNTIME_NAMESPACE_ENV)

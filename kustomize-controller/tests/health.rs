@@ -294,6 +294,31 @@ async fn a_failed_deployment_fails_fast_long_before_the_timeout() {
 }
 
 #[tokio::test]
+async fn disable_fail_fast_behavior_waits_for_the_timeout() {
+    let fx = start_with(kustomize_controller::Config {
+        disable_fail_fast: true,
+        ..test_config()
+    })
+    .await;
+    fx.create_repo("repo").await;
+    let failing = deployment("web", "testenv.riptide.dev/fail: \"true\"");
+    fx.publish("repo", REV1, &[("web.yaml", &failing)]).await;
+    fx.create_ks("apps", json!({"wait": true, "timeout": "2s"}))
+        .await;
+    let ks = fx.wait_failed("apps", "HealthCheckFailed").await;
+    let expected = "timeout waiting for: [Deployment/default/web status: 'Failed']";
+    assert_eq!(
+        healthy(&ks),
+        (
+            "False".to_string(),
+            "HealthCheckFailed".to_string(),
+            expected.to_string()
+        )
+    );
+    fx.stop().await;
+}
+
+#[tokio::test]
 async fn health_checks_wait_for_the_listed_objects_only_and_time_out() {
     let fx = start().await;
     fx.create_repo("repo").await;

@@ -58,6 +58,9 @@ pub struct Config {
     pub insecure_kubeconfig_exec: bool,
     /// `--feature-gates=StrictPostBuildSubstitutions=true`.
     pub strict_substitutions: bool,
+    /// `--feature-gates=DisableFailFastBehavior=true`: health checks wait for the timeout even when an object
+    /// has Failed.
+    pub disable_fail_fast: bool,
     /// Artifact download limits (`--artifact-fetch-retries`, `SOURCE_CONTROLLER_LOCALHOST`).
     pub fetch: FetchOptions,
     /// Concurrent server-side dry-runs per Kustomization (`--concurrent-ssa`).
@@ -78,6 +81,7 @@ impl Default for Config {
             default_service_account: None,
             insecure_kubeconfig_exec: false,
             strict_substitutions: false,
+            disable_fail_fast: false,
             fetch: FetchOptions::default(),
             concurrent_ssa: 8,
             health_interval: Duration::from_millis(500),
@@ -723,7 +727,7 @@ impl Reconciler for KustomizationReconciler {
             let opts = WaitOptions {
                 timeout,
                 interval: self.config.health_interval,
-                fail_fast: true,
+                fail_fast: !self.config.disable_fail_fast,
             };
             match health::wait_for(&client, &self.resolver, &set, opts).await {
                 Ok(()) => {
