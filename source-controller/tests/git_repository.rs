@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use common::api::meta::LocalObjectReference;
 use common::api::source_v1::{
-    GitRepositoryInclude, GitRepositoryRef, GitRepositoryVerification, GitVerificationMode,
+    GitRepository, GitRepositoryInclude, GitRepositoryRef, GitRepositoryVerification,
+    GitVerificationMode,
 };
 use kube::ResourceExt;
 use support::*;
@@ -1191,4 +1192,138 @@ async fn pgp_signature_verification_of_head_and_tag() {
     }
     fx.shutdown().await;
     server.shutdown().await;
+}
+
+/// Every status the object goes through, from a watch started before `act`, until `done` holds.
+async fn statuses_until(
+    fx: &Fixture,
+    name: &str,
+    act: impl std::future::Future<Output = ()>,
+    done: impl Fn(&GitRepository) -> bool,
+) -> Vec<GitRepository> {
+    use futures::StreamExt;
+    use kube::api::{WatchEvent, WatchParams};
+    let rv = fx
+        .api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = fx
+        .api
+        .watch(&WatchParams::default().timeout(60), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    act.await;
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let event = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| {
+                let last = seen.last().map(conditions_of);
+                panic!("the end state was not seen within 30s; last conditions: {last:#?}")
+            })
+            .expect("the watch stays open")
+            .unwrap();
+        if let WatchEvent::Modified(obj) | WatchEvent::Added(obj) = event
+            && obj.name_any() == name
+        {
+            let end = done(&obj);
+            seen.push(obj);
+            if end {
+                return seen;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_new_revision_is_announced_before_the_artifact_is_built() {
+    let repos = GitRepos::new();
+    let sha1 = repos.commit("app.git", "main", &[("a.yaml", "a: 1\n")], "one");
+    let server = GitHttpServer::start(repos.root.path(), GitHttpOptions::default())
+        .await
+        .unwrap();
+    let fx = Fixture::start().await;
+    let rev1 = format!("main@sha1:{sha1}");
+    let stored = |rev: &str| {
+        let message = format!("stored artifact for revision '{rev}'");
+        move |o: &GitRepository| ready(o) == ("True".into(), "Succeeded".into(), message.clone())
+    };
+    let seen = statuses_until(
+        &fx,
+        "app",
+        fx.create("app", {
+            let mut s = spec(&server.url("app.git"));
+            s.reference = Some(GitRepositoryRef {
+                branch: Some("main".into()),
+                ..Default::default()
+            });
+            s
+        }),
+        stored(&rev1),
+    )
+    .await;
+    let building = format!("building artifact: new upstream revision '{rev1}'");
+    let progress = seen
+        .iter()
+        .find(|o| condition(o, "Ready").is_some_and(|(_, _, m)| m == building))
+        .unwrap_or_else(|| {
+            panic!(
+                "no progress status written: {:#?}",
+                seen.iter().map(conditions_of).collect::<Vec<_>>()
+            )
+        });
+    assert_eq!(
+        condition(progress, "Ready"),
+        Some(("Unknown".into(), "Progressing".into(), building.clone()))
+    );
+    assert_eq!(
+        condition(progress, "Reconciling"),
+        Some(("True".into(), "Progressing".into(), building))
+    );
+    assert!(progress.artifact().is_none(), "written before the artifact");
+    assert!(
+        condition(progress, "ArtifactOutdated").is_none(),
+        "nothing stored to be outdated"
+    );
+
+    // A second commit: the stored artifact is marked outdated while the new one is built.
+    let sha2 = repos.commit("app.git", "main", &[("a.yaml", "a: 2\n")], "two");
+    let rev2 = format!("main@sha1:{sha2}");
+    let seen = statuses_until(
+        &fx,
+        "app",
+        async {
+            fx.request_reconcile("app", "new-commit").await;
+        },
+        stored(&rev2),
+    )
+    .await;
+    let message = format!("new upstream revision '{rev2}'");
+    let progress = seen
+        .iter()
+        .find(|o| condition(o, "ArtifactOutdated").is_some())
+        .expect("ArtifactOutdated written during the build");
+    assert_eq!(
+        condition(progress, "ArtifactOutdated"),
+        Some(("True".into(), "NewRevision".into(), message.clone()))
+    );
+    assert_eq!(
+        condition(progress, "Ready"),
+        Some((
+            "Unknown".into(),
+            "Progressing".into(),
+            format!("building artifact: {message}")
+        ))
+    );
+    assert_eq!(progress.artifact().unwrap().revision, rev1);
+    let done = seen.last().unwrap();
+    assert!(condition(done, "ArtifactOutdated").is_none());
+    assert!(condition(done, "Reconciling").is_none());
+    fx.shutdown().await;
 }

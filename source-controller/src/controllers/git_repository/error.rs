@@ -80,6 +80,9 @@ pub enum GitRepositoryError {
     /// Storing the artifact failed.
     #[error(transparent)]
     Storage(StorageError),
+    /// The progress could not be written to the object's status.
+    #[error("failed to patch status: {0}")]
+    Patch(String),
     /// A signature did not verify (`spec.verify`).
     #[error(transparent)]
     Verification(VerifyError),
@@ -119,6 +122,7 @@ impl GitRepositoryError {
                 StorageError::Io { .. } => reasons::READ_OPERATION_FAILED,
                 StorageError::Archive(_) => reasons::ARCHIVE_OPERATION_FAILED,
             },
+            GitRepositoryError::Patch(_) => reasons::PATCH_OPERATION_FAILED,
             GitRepositoryError::Verification(e) => e.reason(),
         }
     }

@@ -290,14 +290,35 @@ impl GitRepositoryReconciler {
             }
         };
 
-        if let Some(current) = &status.artifact
-            && !current.has_revision(&resolved.revision)
-        {
-            step.conditions(status.conditions_mut()).mark_true(
-                types::ARTIFACT_OUTDATED,
-                "NewRevision",
-                &format!("new upstream revision '{}'", resolved.revision),
-            );
+        // As Flux's progressive status: a new revision (or changed includes) is announced, and written, before
+        // the checkout, with Ready Unknown.
+        let new_revision = !status
+            .artifact
+            .as_ref()
+            .is_some_and(|a| a.has_revision(&resolved.revision));
+        let progress = if new_revision {
+            let message = format!("new upstream revision '{}'", resolved.revision);
+            if status.artifact.is_some() {
+                step.conditions(status.conditions_mut()).mark_true(
+                    types::ARTIFACT_OUTDATED,
+                    "NewRevision",
+                    &message,
+                );
+            }
+            Some(message)
+        } else {
+            common::conditions::get(status.conditions(), types::ARTIFACT_OUTDATED)
+                .filter(|c| c.reason == "IncludeChange")
+                .map(|c| c.message.clone())
+        };
+        if let Some(message) = progress {
+            let mut c = step.conditions(status.conditions_mut());
+            let message = format!("building artifact: {message}");
+            c.mark_reconciling(reasons::PROGRESSING, &message);
+            c.mark_unknown(types::READY, reasons::PROGRESSING, &message);
+            step.write_status(&*status)
+                .await
+                .map_err(|e| GitRepositoryError::Patch(e.to_string()))?;
         }
 
         // Checkout into a temporary directory, then copy includes in.
