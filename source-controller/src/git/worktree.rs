@@ -6,8 +6,8 @@
 //! pack (offsets from the pack's `.idx`), and the repository is reopened after every [`SLICE`] bytes of pack, so
 //! only about one slice of the pack is mapped and resident at a time.
 //!
-//! Files get the blob's bytes as they are stored, with no `.gitattributes` filters (line endings, `ident`),
-//! as Flux's go-git checkout does, so the artifact does not depend on git configuration on the host. Regular and
+//! Files get the blob's bytes as they are stored, with no `.gitattributes` filters (line endings, `ident`), so
+//! the artifact does not depend on git configuration on the host. Regular and
 //! executable files, symlinks, directories and empty directories for submodules (gitlinks) are created; a tree
 //! entry whose name could escape the directory or write into `.git` is refused.
 
