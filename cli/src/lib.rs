@@ -11,6 +11,7 @@ pub mod example;
 pub mod get;
 pub mod reconcile;
 pub mod status;
+pub mod suspend;
 pub mod up;
 
 /// Riptide: GitOps toolkit.
@@ -33,6 +34,10 @@ pub enum Command {
     Get(get::GetArgs),
     /// Ask for a reconciliation now (sets reconcile.fluxcd.io/requestedAt) and wait for its result.
     Reconcile(reconcile::ReconcileArgs),
+    /// Suspend reconciliation of an object (sets spec.suspend).
+    Suspend(suspend::SuspendArgs),
+    /// Resume reconciliation of a suspended object and wait for its result.
+    Resume(suspend::ResumeArgs),
 }
 
 /// Parses `args` and runs the command, writing to stdout/stderr.
@@ -59,6 +64,8 @@ where
         Command::Up(a) => up::run(a),
         Command::Get(a) => get::run(a, &mut stdout.lock()),
         Command::Reconcile(a) => reconcile::run(a, &mut stdout.lock()),
+        Command::Suspend(a) => suspend::suspend(a, &mut stdout.lock()),
+        Command::Resume(a) => suspend::resume(a, &mut stdout.lock()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -24,7 +24,7 @@ pub enum ReconcileKind {
 }
 
 impl ReconcileKind {
-    fn flux_kind(self) -> FluxKind {
+    pub(crate) fn flux_kind(self) -> FluxKind {
         match self {
             ReconcileKind::Gitrepository => status::GIT_REPOSITORY,
             ReconcileKind::Kustomization => status::KUSTOMIZATION,
@@ -105,7 +105,7 @@ pub fn run(args: &ReconcileArgs, out: &mut dyn std::io::Write) -> anyhow::Result
     })
 }
 
-fn api(client: &kube::Client, kind: FluxKind, namespace: &str) -> Api<DynamicObject> {
+pub(crate) fn api(client: &kube::Client, kind: FluxKind, namespace: &str) -> Api<DynamicObject> {
     Api::namespaced_with(client.clone(), namespace, &kind.api_resource())
 }
 
@@ -118,13 +118,42 @@ pub async fn reconcile_one(
     deadline: Instant,
     out: &mut dyn std::io::Write,
 ) -> anyhow::Result<()> {
-    let api = api(client, kind, namespace);
-    let token = jiff::Timestamp::now().to_string();
     writeln!(out, "► annotating {} {namespace}/{name}", kind.kind)?;
-    let patch = serde_json::json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+    let token = request(client, kind, namespace, name, serde_json::json!({})).await?;
+    wait_handled(client, kind, namespace, name, &token, deadline, out).await
+}
+
+/// Merges `patch` and a new `reconcile.fluxcd.io/requestedAt` into the object; returns the request token.
+pub async fn request(
+    client: &kube::Client,
+    kind: FluxKind,
+    namespace: &str,
+    name: &str,
+    mut patch: Value,
+) -> anyhow::Result<String> {
+    let token = jiff::Timestamp::now().to_string();
+    let annotation = serde_json::json!({"annotations": {"reconcile.fluxcd.io/requestedAt": token}});
+    if let Some(p) = patch.as_object_mut() {
+        p.insert("metadata".into(), annotation);
+    }
+    api(client, kind, namespace)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .with_context(|| format!("{} {namespace}/{name}", kind.kind))?;
+    Ok(token)
+}
+
+/// Waits until the object's controller has handled the request `token`; fails when it is not Ready.
+pub async fn wait_handled(
+    client: &kube::Client,
+    kind: FluxKind,
+    namespace: &str,
+    name: &str,
+    token: &str,
+    deadline: Instant,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    let api = api(client, kind, namespace);
     writeln!(out, "◎ waiting for {} reconciliation", kind.kind)?;
     out.flush()?;
     loop {
@@ -132,7 +161,7 @@ pub async fn reconcile_one(
         let handled = obj
             .pointer("/status/lastHandledReconcileAt")
             .and_then(Value::as_str)
-            == Some(&token);
+            == Some(token);
         let reconciling = status::condition(&obj, "Reconciling")
             .and_then(|c| c.get("status"))
             .and_then(Value::as_str)

@@ -1,6 +1,7 @@
 //! `riptide up` as a newcomer runs it: it starts testenv and the controllers as child processes, creates and
 //! serves the example repository and applies it; `riptide reconcile` picks up a new local commit at once,
-//! `riptide get` shows it, and SIGTERM (what Ctrl-C does) stops every child.
+//! `riptide get` shows it, `riptide suspend`/`resume` hold back and then apply a commit, and SIGTERM (what
+//! Ctrl-C does) stops every child.
 //!
 //! Skipped with `RIPTIDE_E2E_KUBECONFIG`: `riptide up` would write to the cluster's flux-system namespace.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -150,6 +151,44 @@ async fn riptide_up_get_reconcile_and_stop() {
     assert!(
         out.contains("Kustomization") && out.contains(&format!("main@sha1:{sha}")),
         "{out}"
+    );
+
+    // `riptide suspend` and `riptide resume`: a commit made while suspended is applied on resume.
+    let (ok, out) = riptide(&["suspend", "ks", "flux-system", "--data-dir", &data_dir]);
+    assert!(ok, "{out}");
+    assert!(out.contains("✔ kustomization suspended"), "{out}");
+    let (ok, out) = riptide(&["get", "--data-dir", &data_dir]);
+    assert!(ok && out.contains("Suspended"), "{out}");
+    let manifest = std::fs::read_to_string(&deployment)
+        .unwrap()
+        .replace("replicas: 3", "replicas: 2");
+    std::fs::write(&deployment, manifest).unwrap();
+    e2e::git(&example, &["commit", "-q", "-am", "scale podinfo to 2"]).unwrap();
+    let sha = e2e::git(&example, &["rev-parse", "HEAD"]).unwrap();
+    let (ok, out) = riptide(&[
+        "reconcile",
+        "source",
+        "flux-system",
+        "--data-dir",
+        &data_dir,
+    ]);
+    assert!(ok && out.contains(&format!("main@sha1:{sha}")), "{out}");
+    let (ok, out) = riptide(&["resume", "ks", "flux-system", "--data-dir", &data_dir]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("✔ kustomization resumed")
+            && out.contains("✔ Kustomization reconciliation completed")
+            && out.contains(&format!("main@sha1:{sha}")),
+        "{out}"
+    );
+    assert_eq!(
+        deployments
+            .get("podinfo")
+            .await
+            .unwrap()
+            .spec
+            .and_then(|s| s.replicas),
+        Some(2)
     );
 
     // SIGTERM (Ctrl-C sends SIGINT; both stop cleanly) → every child stops, riptide exits 0.

@@ -1,0 +1,125 @@
+//! `riptide suspend <kind> <name>` and `riptide resume <kind> <name>`, as `flux suspend` and `flux resume`:
+//! suspending sets `spec.suspend: true` (the controller then leaves the object and what it manages alone);
+//! resuming sets it back to false, asks for a reconciliation and waits for its result.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Args;
+use kube::api::{Patch, PatchParams};
+
+use crate::reconcile::{ReconcileKind, api, request, wait_handled};
+use crate::status;
+
+/// Arguments of `riptide suspend`.
+#[derive(Debug, Args)]
+pub struct SuspendArgs {
+    /// What to suspend: `gitrepository` (alias `source`) or `kustomization` (alias `ks`).
+    pub kind: ReconcileKind,
+    /// The object's name.
+    pub name: String,
+    /// The object's namespace.
+    #[arg(short = 'n', long, default_value = "flux-system")]
+    pub namespace: String,
+    /// The cluster. Default: `KUBECONFIG`, else the API server `riptide up` started, else `~/.kube/config`.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Where `riptide up` keeps its state (default `~/.local/share/riptide`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Arguments of `riptide resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// What to resume: `gitrepository` (alias `source`) or `kustomization` (alias `ks`).
+    pub kind: ReconcileKind,
+    /// The object's name.
+    pub name: String,
+    /// The object's namespace.
+    #[arg(short = 'n', long, default_value = "flux-system")]
+    pub namespace: String,
+    /// Wait for the reconciliation that follows.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub wait: bool,
+    /// How long to wait for the result.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// The cluster. Default: `KUBECONFIG`, else the API server `riptide up` started, else `~/.kube/config`.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Where `riptide up` keeps its state (default `~/.local/share/riptide`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+async fn client(
+    kubeconfig: Option<&std::path::Path>,
+    data_dir: Option<&std::path::Path>,
+) -> anyhow::Result<kube::Client> {
+    let data_dir = data_dir
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(status::default_data_dir);
+    let kubeconfig = status::resolve_kubeconfig(kubeconfig, &data_dir);
+    status::client(kubeconfig.as_deref()).await
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Sets `spec.suspend: true`.
+pub fn suspend(args: &SuspendArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let client = client(args.kubeconfig.as_deref(), args.data_dir.as_deref()).await?;
+        let kind = args.kind.flux_kind();
+        writeln!(
+            out,
+            "► suspending {} {} in {} namespace",
+            kind.kind.to_lowercase(),
+            args.name,
+            args.namespace
+        )?;
+        let patch = serde_json::json!({"spec": {"suspend": true}});
+        api(&client, kind, &args.namespace)
+            .patch(&args.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .with_context(|| format!("{} {}/{}", kind.kind, args.namespace, args.name))?;
+        writeln!(out, "✔ {} suspended", kind.kind.to_lowercase())?;
+        Ok(())
+    })
+}
+
+/// Sets `spec.suspend: false`, requests a reconciliation and (with `--wait`) waits for it.
+pub fn resume(args: &ResumeArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    runtime()?.block_on(async {
+        let client = client(args.kubeconfig.as_deref(), args.data_dir.as_deref()).await?;
+        let kind = args.kind.flux_kind();
+        let lower = kind.kind.to_lowercase();
+        writeln!(
+            out,
+            "► resuming {lower} {} in {} namespace",
+            args.name, args.namespace
+        )?;
+        let patch = serde_json::json!({"spec": {"suspend": false}});
+        let token = request(&client, kind, &args.namespace, &args.name, patch).await?;
+        writeln!(out, "✔ {lower} resumed")?;
+        if !args.wait {
+            return Ok(());
+        }
+        let deadline = Instant::now() + args.timeout;
+        wait_handled(
+            &client,
+            kind,
+            &args.namespace,
+            &args.name,
+            &token,
+            deadline,
+            out,
+        )
+        .await
+    })
+}
