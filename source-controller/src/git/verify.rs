@@ -944,6 +944,28 @@ mod tests {
     }
 
     #[test]
+    fn pgp_signature_with_a_critical_notation_is_rejected() {
+        let gpg = Gpg::new();
+        let id = gpg.generate(T0, "Noted <noted@example.com>", "sign,cert", "never");
+        let plain = gpg.sign(
+            T0 + HOUR,
+            "Noted",
+            &["--sig-notation", "ticket@example.com=1"],
+        );
+        let critical = gpg.sign(
+            T0 + HOUR,
+            "Noted",
+            &["--sig-notation", "!ticket@example.com=1"],
+        );
+        let keys = gpg.keys(&["Noted"]);
+        assert_eq!(verdict(&plain, &keys, at(T0 + 2 * HOUR)), Ok(id));
+        assert_eq!(
+            verdict(&critical, &keys, at(T0 + 2 * HOUR)),
+            Err("signature has an unknown critical notation 'ticket@example.com'".to_string())
+        );
+    }
+
+    #[test]
     fn pgp_key_must_be_flagged_for_signing() {
         let gpg = Gpg::new();
         let id = gpg.generate(T0, "Primary <primary@example.com>", "sign,cert", "never");
