@@ -1022,6 +1022,11 @@ async fn pgp_signature_verification_of_head_and_tag() {
     gpg.add_subkey(&signer, "ed25519", "sign");
     let releaser = gpg.generate("Releaser <releaser@example.com>", "rsa2048", "sign");
     let stranger = gpg.generate("Stranger <stranger@example.com>", "ed25519", "sign");
+    // A key made in 2020 whose signing subkey expired a day later; gpg signs the commit in 2020, while the subkey
+    // was valid. Flux judges expiry at verification time, so it rejects the signature now.
+    let past = Gpg::at("20200101T000000");
+    let retired = past.generate("Retired <retired@example.com>", "ed25519", "cert");
+    let retired_subkey = past.add_expiring_subkey(&retired, "ed25519", "sign", "1d");
     let keys = tempfile::tempdir().unwrap();
     let (ssh_key, ssh_pub) = ssh_keypair(keys.path(), "author");
 
@@ -1034,6 +1039,12 @@ async fn pgp_signature_verification_of_head_and_tag() {
     );
     repos.tag_signed_by("app.git", "v1.0.0", Signer::Pgp(&gpg, &releaser));
     repos.commit("unsigned.git", "main", &[("a.yaml", "a")], "unsigned");
+    let retired_sha = repos.commit_signed_by(
+        "retired.git",
+        &[("a.yaml", "a")],
+        "signed in 2020",
+        Signer::Pgp(&past, &retired),
+    );
     let ssh_sha = repos.commit_signed("ssh.git", &[("a.yaml", "a")], "ssh-signed", &ssh_key);
     let server = GitHttpServer::start(repos.root.path(), GitHttpOptions::default())
         .await
@@ -1045,6 +1056,8 @@ async fn pgp_signature_verification_of_head_and_tag() {
     fx.secret("releaser", &[("releaser.asc", &gpg.export(&[&releaser]))])
         .await;
     fx.secret("stranger", &[("stranger.asc", &gpg.export(&[&stranger]))])
+        .await;
+    fx.secret("retired", &[("retired.asc", &past.export(&[&retired]))])
         .await;
     // Several keys in one entry (one of them the signer's), another entry with one more, and an SSH key.
     fx.secret(
@@ -1094,6 +1107,7 @@ async fn pgp_signature_verification_of_head_and_tag() {
         ("unsigned", "unsigned.git", main(), Head, "signer"),
         ("tag-wrong-key", "app.git", tag(), Tag, "signer"),
         ("broken-key", "app.git", main(), Head, "broken"),
+        ("expired-subkey", "retired.git", main(), Head, "retired"),
     ] {
         fx.create(name, verified(repo, reference, mode, secret))
             .await;
@@ -1165,6 +1179,15 @@ async fn pgp_signature_verification_of_head_and_tag() {
             "tag-wrong-key",
             "InvalidTagSignature",
             "signature verification of tag 'v1.0.0' failed: no matching key found".to_string(),
+        ),
+        (
+            "expired-subkey",
+            "InvalidCommitSignature",
+            format!(
+                "signature verification of commit '{retired_sha}' failed: subkey '{}' of key '{}' expired",
+                key_id(&retired_subkey),
+                key_id(&retired)
+            ),
         ),
         (
             "broken-key",

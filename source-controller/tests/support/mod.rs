@@ -383,6 +383,18 @@ impl Gpg {
         Gpg { home }
     }
 
+    /// A gpg home where every gpg run, git's signing included, happens at the frozen time `time`
+    /// (`20200101T000000`): for keys and signatures made in the past.
+    pub fn at(time: &str) -> Gpg {
+        let gpg = Gpg::new();
+        std::fs::write(
+            gpg.home().join("gpg.conf"),
+            format!("faked-system-time {time}!\n"),
+        )
+        .unwrap();
+        gpg
+    }
+
     pub fn home(&self) -> &Path {
         self.home.path()
     }
@@ -427,7 +439,12 @@ impl Gpg {
 
     /// Adds a subkey to the key `fpr`; returns the subkey's fingerprint.
     pub fn add_subkey(&self, fpr: &str, algo: &str, usage: &str) -> String {
-        self.run(&["--quick-add-key", fpr, algo, usage, "never"]);
+        self.add_expiring_subkey(fpr, algo, usage, "never")
+    }
+
+    /// [`Gpg::add_subkey`] with an expiry (`1d`, `never`, ...).
+    pub fn add_expiring_subkey(&self, fpr: &str, algo: &str, usage: &str, expire: &str) -> String {
+        self.run(&["--quick-add-key", fpr, algo, usage, expire]);
         self.fingerprints(fpr).pop().unwrap()
     }
 

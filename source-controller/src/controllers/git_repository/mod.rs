@@ -601,6 +601,7 @@ fn verify_checkout(
 ) -> Result<String, verify::VerifyError> {
     let repo = git2::Repository::open(dir)
         .map_err(|e| verify::VerifyError::Git(e.message().to_string()))?;
+    let now = jiff::Timestamp::now();
     let mut lines = Vec::new();
     if mode.verify_tag() {
         let tag = match reference {
@@ -612,11 +613,11 @@ fn verify_checkout(
                 .ok_or(verify::VerifyError::NoTagReference)?,
             _ => return Err(verify::VerifyError::NoTagReference),
         };
-        let key = verify::verify_tag(&repo, &tag, keys)?;
+        let key = verify::verify_tag(&repo, &tag, keys, now)?;
         lines.push(format!("- tag '{tag}' with key '{key}'"));
     }
     if mode.verify_head() {
-        let key = verify::verify_commit(&repo, &checkout.sha, keys)?;
+        let key = verify::verify_commit(&repo, &checkout.sha, keys, now)?;
         lines.push(format!("- commit '{}' with key '{key}'", checkout.sha));
     }
     Ok(format!("verified signature of\n\t{}", lines.join("\n\t")))
