@@ -1,12 +1,17 @@
 //! A small SOPS v3 *encryptor* for tests (the `sops` binary is not installable here): values sealed with
 //! AES-256-GCM under a random data key and a 32-byte nonce, the key path (`a:b:`) as additional data, the data key
-//! wrapped for each age recipient as an armored age file, and the MAC (upper-case hex SHA-512 of every value,
-//! in map-key order) sealed with `lastmodified` as additional data. Used by the decryptor's unit tests and the
-//! integration tests.
+//! wrapped for each age recipient as an armored age file and for each PGP recipient by the real `gpg` (as SOPS
+//! does: the raw 32 bytes, `gpg --encrypt --armor -r <fingerprint>`), and the MAC (upper-case hex SHA-512 of
+//! every value, in map-key order) sealed with `lastmodified` as additional data. Used by the decryptor's unit
+//! tests and the integration tests.
+//!
+//! Recipients are strings: `age1...` for age, [`GpgKey::recipient`] (`pgp:<fingerprint>:<GNUPGHOME>`) for PGP.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)] // test support code
 
 use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::str::FromStr as _;
 
 use aes_gcm::aead::consts::U32;
@@ -63,6 +68,175 @@ pub fn identity() -> (String, String) {
     (
         id.to_string().expose_secret().to_string(),
         id.to_public().to_string(),
+    )
+}
+
+/// A GnuPG key made by the real `gpg` in a home directory of its own (`GNUPGHOME` is set per command, never
+/// for the process). Dropping it stops the home's gpg-agent and removes the directory with its sockets.
+pub struct GpgKey {
+    home: tempfile::TempDir,
+    passphrase: String,
+    /// The primary key's fingerprint (what `sops --pgp` takes and writes as `fp`).
+    pub fingerprint: String,
+}
+
+impl GpgKey {
+    /// A key without passphrase, with an encryption subkey: `future-default` (ed25519 primary key, cv25519
+    /// subkey) or an algorithm such as `rsa2048` for both (the shape Flux's guide makes with
+    /// `--full-generate-key`).
+    pub fn generate(algo: &str) -> GpgKey {
+        GpgKey::generate_with_passphrase(algo, "")
+    }
+
+    /// As [`GpgKey::generate`], the secret parts protected by `passphrase` (empty: none).
+    pub fn generate_with_passphrase(algo: &str, passphrase: &str) -> GpgKey {
+        let key = GpgKey::primary(algo, "default", passphrase);
+        if algo != "future-default" {
+            key.gpg(
+                &[
+                    "--pinentry-mode",
+                    "loopback",
+                    "--passphrase",
+                    passphrase,
+                    "--quick-add-key",
+                    &key.fingerprint,
+                    algo,
+                    "encr",
+                    "never",
+                ],
+                b"",
+            );
+        }
+        key
+    }
+
+    /// A key of one primary key that encrypts itself (no subkey), e.g. `rsa2048`.
+    pub fn generate_encrypting_primary(algo: &str) -> GpgKey {
+        GpgKey::primary(algo, "cert,sign,encr", "")
+    }
+
+    fn primary(algo: &str, usage: &str, passphrase: &str) -> GpgKey {
+        use std::os::unix::fs::PermissionsExt as _;
+        let home = tempfile::tempdir().unwrap();
+        // gpg warns about (and gpg-agent may refuse) a home others can read.
+        std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let mut key = GpgKey {
+            home,
+            passphrase: passphrase.to_string(),
+            fingerprint: String::new(),
+        };
+        key.gpg(
+            &[
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                passphrase,
+                "--quick-gen-key",
+                "Riptide Test <test@riptide.invalid>",
+                algo,
+                usage,
+                "never",
+            ],
+            b"",
+        );
+        let listing = String::from_utf8(key.gpg(&["--with-colons", "--list-keys"], b"")).unwrap();
+        key.fingerprint = listing
+            .lines()
+            .find_map(|l| l.strip_prefix("fpr:"))
+            .and_then(|l| l.split(':').find(|f| !f.is_empty()))
+            .unwrap()
+            .to_string();
+        key
+    }
+
+    /// Runs `gpg --batch` in this key's home with `stdin`; panics with gpg's stderr when it fails.
+    fn gpg(&self, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+        run_gpg(self.home.path(), args, stdin)
+    }
+
+    /// The armored secret key (primary key and subkeys), as `gpg --export-secret-keys --armor` writes it.
+    pub fn secret_key(&self) -> String {
+        let out = self.gpg(
+            &[
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                &self.passphrase,
+                "--armor",
+                "--export-secret-keys",
+                &self.fingerprint,
+            ],
+            b"",
+        );
+        String::from_utf8(out).unwrap()
+    }
+
+    /// The armored public key.
+    pub fn public_key(&self) -> String {
+        String::from_utf8(self.gpg(&["--armor", "--export", &self.fingerprint], b"")).unwrap()
+    }
+
+    /// The recipient string the encryptor takes.
+    pub fn recipient(&self) -> String {
+        format!("pgp:{}:{}", self.fingerprint, self.home.path().display())
+    }
+}
+
+impl Drop for GpgKey {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .args(["--kill", "gpg-agent"])
+            .env("GNUPGHOME", self.home.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn run_gpg(home: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+    let mut child = Command::new("gpg")
+        .arg("--batch")
+        .args(args)
+        .env("GNUPGHOME", home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gpg is installed");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "gpg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// The data key encrypted by gpg for a `pgp:<fingerprint>:<home>` recipient, as SOPS' `encryptWithGnuPG` does.
+fn wrap_pgp(key: &[u8], recipient: &str) -> (String, String) {
+    let (fingerprint, home) = recipient
+        .strip_prefix("pgp:")
+        .and_then(|r| r.split_once(':'))
+        .unwrap();
+    let out = run_gpg(
+        Path::new(home),
+        &[
+            "--yes",
+            "--trust-model",
+            "always",
+            "--no-encrypt-to",
+            "--armor",
+            "--encrypt",
+            "-r",
+            fingerprint,
+        ],
+        key,
+    );
+    (
+        fingerprint.to_string(),
+        String::from_utf8(out).unwrap().trim().to_string(),
     )
 }
 
@@ -140,11 +314,13 @@ impl State {
         }
     }
 
-    /// The `sops` metadata: age stanzas, lastmodified, the sealed MAC and the rule.
+    /// The `sops` metadata: age and pgp stanzas, lastmodified, the sealed MAC and the rule.
     fn metadata(self, recipients: &[&str], opts: &Options) -> Map {
         let mac = hex::encode_upper(self.hash.clone().finalize());
         let mut sops = Map::new();
-        let age = recipients
+        let (pgp, age): (Vec<&str>, Vec<&str>) =
+            recipients.iter().partition(|r| r.starts_with("pgp:"));
+        let age: Vec<Value> = age
             .iter()
             .map(|r| {
                 let mut m = Map::new();
@@ -153,7 +329,23 @@ impl State {
                 Value::Map(m)
             })
             .collect();
-        sops.insert("age".into(), Value::Seq(age));
+        let pgp: Vec<Value> = pgp
+            .iter()
+            .map(|r| {
+                let (fp, enc) = wrap_pgp(&self.key, r);
+                let mut m = Map::new();
+                m.insert("created_at".into(), Value::Str(LAST_MODIFIED.into()));
+                m.insert("enc".into(), Value::Str(enc));
+                m.insert("fp".into(), Value::Str(fp));
+                Value::Map(m)
+            })
+            .collect();
+        if !age.is_empty() || pgp.is_empty() {
+            sops.insert("age".into(), Value::Seq(age));
+        }
+        if !pgp.is_empty() {
+            sops.insert("pgp".into(), Value::Seq(pgp));
+        }
         sops.insert("lastmodified".into(), Value::Str(LAST_MODIFIED.into()));
         sops.insert(
             "mac".into(),

@@ -1,13 +1,16 @@
-//! SOPS decryption with age identities (`spec.decryption.provider: sops`), as Flux's kustomize-controller does it:
+//! SOPS decryption with age identities and OpenPGP secret keys (`spec.decryption.provider: sops`), as Flux's
+//! kustomize-controller does it:
 //! files referenced by `secretGenerator` (`files`, `envs`) and `patches[].path` are decrypted in place before the
 //! build, then every built object carrying SOPS metadata (and every Secret data entry holding a SOPS document) is
 //! decrypted before post-build substitution.
 //!
 //! The SOPS v3 format: each selected leaf is `ENC[AES256_GCM,data:..,iv:..,tag:..,type:..]`, sealed with the
 //! 32-byte data key under a 32-byte nonce, the additional data being the leaf's map-key path joined and ended
-//! with `:` (sequence indices take no part). The data key is wrapped for each recipient; here only age
-//! recipients can be opened. Like Flux, the MAC is not verified by default: kustomize adds and reorders fields,
-//! which changes it.
+//! with `:` (sequence indices take no part). The data key is wrapped for each recipient; here age recipients
+//! (an armored age file, opened with the `.agekey` identities) and PGP recipients (an armored OpenPGP message
+//! holding the raw data key, opened with the secret keys of the `.asc` entries, see [`pgp`]) can be opened, tried
+//! in turn until one yields the key. Like Flux, the MAC is not verified by default: kustomize adds and reorders
+//! fields, which changes it.
 //!
 //! Messages never carry a decrypted value or key material.
 
@@ -30,8 +33,12 @@ use sha2::Digest as _;
 
 use super::build::KUSTOMIZATION_FILES;
 
+mod pgp;
+
 /// Secret entries with this extension hold age identities.
 pub const AGE_KEY_EXT: &str = ".agekey";
+/// Secret entries with this extension hold ASCII-armored OpenPGP secret keys.
+pub const PGP_KEY_EXT: &str = ".asc";
 /// Flux's limit on the size of an encrypted file.
 const MAX_FILE_SIZE: u64 = 5 << 20;
 /// SOPS' default when a file names no encryption rule.
@@ -41,8 +48,8 @@ const MAC_ONLY_ENCRYPTED_INIT: [u8; 32] = [
     0x8a, 0x3f, 0xd2, 0xad, 0x54, 0xce, 0x66, 0x52, 0x7b, 0x10, 0x34, 0xf3, 0xd1, 0x47, 0xbe, 0x0b,
     0x0b, 0x97, 0x5b, 0x3b, 0xf4, 0x4f, 0x72, 0xc6, 0xfd, 0xad, 0xec, 0x81, 0x76, 0xf2, 0x7d, 0x69,
 ];
-/// Recipient kinds SOPS knows besides age, all out of Riptide's reach.
-const OTHER_KEY_KINDS: &[&str] = &["pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "hckms"];
+/// Recipient kinds SOPS knows besides age and PGP, all out of Riptide's reach.
+const OTHER_KEY_KINDS: &[&str] = &["kms", "gcp_kms", "azure_kv", "hc_vault", "hckms"];
 
 type Aes256Gcm32 = aes_gcm::AesGcm<Aes256, U32>;
 
@@ -133,10 +140,11 @@ pub fn disabled(obj: &KValue) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case(DISABLED_VALUE))
 }
 
-/// The age identities a Kustomization may decrypt with.
+/// The age identities and OpenPGP secret keys a Kustomization may decrypt with.
 #[derive(Default)]
 pub struct Decryptor {
     identities: Vec<age::x25519::Identity>,
+    pgp_keys: Vec<pgp::PgpKey>,
     check_mac: bool,
 }
 
@@ -144,6 +152,7 @@ impl std::fmt::Debug for Decryptor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Decryptor")
             .field("identities", &self.identities.len())
+            .field("pgp_keys", &self.pgp_keys.len())
             .field("check_mac", &self.check_mac)
             .finish()
     }
@@ -183,23 +192,25 @@ pub async fn load(
         }
     };
     for (entry, value) in secret.data.unwrap_or_default() {
-        if !entry.ends_with(AGE_KEY_EXT) {
-            if !only_age && (entry.ends_with(".asc") || entry.starts_with("sops.")) {
+        let imported = if entry.ends_with(AGE_KEY_EXT) {
+            decryptor.import(&String::from_utf8_lossy(&value.0))
+        } else if !only_age && entry.ends_with(PGP_KEY_EXT) {
+            decryptor.import_pgp(&entry, &value.0)
+        } else {
+            if !only_age && entry.starts_with("sops.") {
                 tracing::debug!(
                     entry,
                     "ignoring a decryption key kind Riptide does not support"
                 );
             }
             continue;
-        }
-        decryptor
-            .import(&String::from_utf8_lossy(&value.0))
-            .map_err(|reason| DecryptError::Import {
-                what,
-                entry: entry.clone(),
-                secret: format!("{namespace}/{name}"),
-                reason,
-            })?;
+        };
+        imported.map_err(|reason| DecryptError::Import {
+            what,
+            entry: entry.clone(),
+            secret: format!("{namespace}/{name}"),
+            reason,
+        })?;
     }
     Ok(Some(decryptor))
 }
@@ -218,6 +229,28 @@ impl Decryptor {
                 })?;
                 self.identities.push(id);
             }
+        }
+        Ok(())
+    }
+
+    /// Adds the OpenPGP secret keys of Secret entry `entry` (armored blocks, several keys each, or binary data).
+    /// Public keys are passed over, as are, with a warning, keys protected by a passphrase: like Flux's
+    /// `gpg --batch --import`, the import accepts them, and like Flux's keyring they cannot decrypt (the data key
+    /// error then names them). Data that holds no OpenPGP key, or a block that does not parse, is an error.
+    pub fn import_pgp(&mut self, entry: &str, data: &[u8]) -> Result<(), String> {
+        for key in pgp::parse_secret_keys(data)? {
+            let key = pgp::PgpKey {
+                entry: entry.to_string(),
+                key,
+            };
+            if key.locked() {
+                tracing::warn!(
+                    entry,
+                    fingerprint = key.fingerprint(),
+                    "PGP secret key is protected by a passphrase and cannot decrypt"
+                );
+            }
+            self.pgp_keys.push(key);
         }
         Ok(())
     }
@@ -550,7 +583,9 @@ impl Decryptor {
         walker.verify(self.check_mac)
     }
 
-    /// Opens the data key with the first age recipient one of the identities matches.
+    /// Opens the data key with the first recipient a key opens: age recipients with the identities, then PGP
+    /// recipients with the secret keys (SOPS tries every key of the group until one works). When none does, the
+    /// error says what was tried, by recipient and key fingerprint.
     fn data_key(&self, meta: &Metadata) -> Result<[u8; 32], String> {
         let err = |m: String| format!("cannot get sops data key: {m}");
         if meta.groups > 1 {
@@ -558,32 +593,68 @@ impl Decryptor {
                 "the file uses several key groups (Shamir secret sharing), which Riptide does not support".into(),
             ));
         }
+        if !self.identities.is_empty() {
+            for (_, enc) in &meta.age {
+                if let Some(key) = self.open(enc) {
+                    return Ok(key);
+                }
+            }
+        }
+        let mut pgp_notes = Vec::new();
+        if !self.pgp_keys.is_empty() {
+            for (fp, enc) in &meta.pgp {
+                match pgp::open(&self.pgp_keys, fp, enc) {
+                    pgp::Opened::Key(key) => return Ok(key),
+                    pgp::Opened::Not(notes) => pgp_notes.extend(notes),
+                }
+            }
+        }
+        let mut tried = Vec::new();
+        if !meta.age.is_empty() {
+            tried.push(if self.identities.is_empty() {
+                format!(
+                    "no age identities were provided (Secret entries ending with {AGE_KEY_EXT}) to decrypt for {}",
+                    meta.age_recipients()
+                )
+            } else {
+                format!(
+                    "none of the provided age identities matches the file's age recipients ({})",
+                    meta.age_recipients()
+                )
+            });
+        }
+        if !meta.pgp.is_empty() {
+            tried.push(if self.pgp_keys.is_empty() {
+                format!(
+                    "no PGP secret keys were provided (Secret entries ending with {PGP_KEY_EXT}) to decrypt for {}",
+                    meta.pgp_recipients()
+                )
+            } else {
+                let keys: Vec<String> = self
+                    .pgp_keys
+                    .iter()
+                    .map(|k| format!("{} from '{}'", k.fingerprint(), k.entry))
+                    .collect();
+                format!(
+                    "none of the provided PGP secret keys ({}) opens the file's PGP recipients ({})",
+                    keys.join(", "),
+                    meta.pgp_recipients()
+                )
+            });
+            tried.extend(pgp_notes);
+        }
+        if tried.is_empty() {
+            tried.push("the file has no age or PGP recipient".to_string());
+        }
         let others = if meta.others.is_empty() {
             String::new()
         } else {
             format!(
-                "; its other recipients ({}) cannot be used by Riptide, which supports age keys only",
+                "; its other recipients ({}) cannot be used by Riptide, which supports age and PGP keys only",
                 meta.others.join(", ")
             )
         };
-        if meta.age.is_empty() {
-            return Err(err(format!("the file has no age recipient{others}")));
-        }
-        if self.identities.is_empty() {
-            return Err(err(format!(
-                "no age identities were provided (Secret entries ending with {AGE_KEY_EXT}) to decrypt for {}{others}",
-                meta.recipients()
-            )));
-        }
-        for (_, enc) in &meta.age {
-            if let Some(key) = self.open(enc) {
-                return Ok(key);
-            }
-        }
-        Err(err(format!(
-            "none of the provided age identities matches the file's age recipients ({}){others}",
-            meta.recipients()
-        )))
+        Err(err(format!("{}{others}", tried.join("; "))))
     }
 
     fn open(&self, enc: &str) -> Option<[u8; 32]> {
@@ -637,7 +708,9 @@ fn gvk(obj: &KValue) -> String {
 struct Metadata {
     /// `(recipient, armored data key)`.
     age: Vec<(String, String)>,
-    /// Other recipient kinds present (`pgp`, `kms`, ...).
+    /// `(fingerprint, armored PGP message holding the data key)`.
+    pgp: Vec<(String, String)>,
+    /// Other recipient kinds present (`kms`, `hc_vault`, ...).
     others: Vec<String>,
     groups: usize,
     lastmodified: String,
@@ -668,7 +741,10 @@ impl Metadata {
                 .unwrap_or_default()
         };
         let has_keys = |g: &Map| {
-            !list(g, "age").is_empty() || OTHER_KEY_KINDS.iter().any(|k| !list(g, k).is_empty())
+            ["age", "pgp"]
+                .iter()
+                .chain(OTHER_KEY_KINDS)
+                .any(|k| !list(g, k).is_empty())
         };
         let groups: Vec<Map> = if has_keys(m) {
             vec![m.clone()]
@@ -682,16 +758,21 @@ impl Metadata {
             return Err("No keys found in file".into());
         }
         let mut age = Vec::new();
+        let mut pgp = Vec::new();
         let mut others = Vec::new();
+        let field = |entry: &KValue, k: &str| {
+            entry
+                .get(k)
+                .and_then(KValue::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         for g in &groups {
             for a in list(g, "age") {
-                let s = |k: &str| {
-                    a.get(k)
-                        .and_then(KValue::as_str)
-                        .unwrap_or_default()
-                        .to_string()
-                };
-                age.push((s("recipient"), s("enc")));
+                age.push((field(&a, "recipient"), field(&a, "enc")));
+            }
+            for p in list(g, "pgp") {
+                pgp.push((field(&p, "fp"), field(&p, "enc")));
             }
             for k in OTHER_KEY_KINDS {
                 if !list(g, k).is_empty() && !others.iter().any(|o| o == k) {
@@ -730,6 +811,7 @@ impl Metadata {
         };
         Ok(Metadata {
             age,
+            pgp,
             others,
             groups: groups.len(),
             lastmodified: text("lastmodified"),
@@ -740,12 +822,12 @@ impl Metadata {
         })
     }
 
-    fn recipients(&self) -> String {
-        self.age
-            .iter()
-            .map(|(r, _)| r.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+    fn age_recipients(&self) -> String {
+        join_first(&self.age)
+    }
+
+    fn pgp_recipients(&self) -> String {
+        join_first(&self.pgp)
     }
 
     /// SOPS' `shouldBeEncrypted`, without comments (Riptide's YAML model drops them).
@@ -757,6 +839,15 @@ impl Metadata {
             Rule::EncryptedRegex(r) => path.iter().any(|p| r.is_match(p)),
         }
     }
+}
+
+/// The first elements of `pairs`, comma-separated.
+fn join_first(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(r, _)| r.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Walks a tree, decrypting the selected leaves and hashing the values for the MAC.
@@ -1105,7 +1196,7 @@ mod sops_encryptor;
 
 #[cfg(test)]
 mod tests {
-    use super::sops_encryptor::{Options, encrypt_yaml, identity};
+    use super::sops_encryptor::{GpgKey, Options, encrypt_yaml, identity};
     use super::*;
 
     fn decryptor(keys: &[&str]) -> Decryptor {
@@ -1256,10 +1347,232 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("no age recipient") && err.contains("pgp, kms"),
+            err.contains("no PGP secret keys were provided (Secret entries ending with .asc) to decrypt for ABCD")
+                && err.contains("its other recipients (kms) cannot be used"),
             "{err}"
         );
+        assert!(!err.contains("age identities"), "{err}");
         assert!(decryptor(&[]).import("not-a-key").is_err());
+    }
+
+    fn with_pgp(mut d: Decryptor, entries: &[(&str, &str)]) -> Decryptor {
+        for (entry, data) in entries {
+            d.import_pgp(entry, data.as_bytes()).unwrap();
+        }
+        d
+    }
+
+    fn plain_secret() -> KValue {
+        kustomize::yaml::parse_one(SECRET).unwrap()
+    }
+
+    #[test]
+    fn pgp_recipients_open_with_real_gpg_rsa_and_curve25519_keys() {
+        // RSA with an RSA encryption subkey, ed25519 with a cv25519 encryption subkey, an RSA primary key that
+        // encrypts itself.
+        for (algo, key) in [
+            ("rsa2048", GpgKey::generate("rsa2048")),
+            ("future-default", GpgKey::generate("future-default")),
+            (
+                "rsa2048 primary",
+                GpgKey::generate_encrypting_primary("rsa2048"),
+            ),
+        ] {
+            let enc = encrypt_yaml(
+                SECRET,
+                &[key.recipient().as_str()],
+                &Options::regex("^(data|stringData)$"),
+            );
+            assert!(
+                enc.contains("-----BEGIN PGP MESSAGE-----") && enc.contains(&key.fingerprint),
+                "{enc}"
+            );
+            assert!(!enc.contains("hunter2"), "{enc}");
+            let d = with_pgp(Decryptor::default(), &[("sops.asc", &key.secret_key())])
+                .with_mac_check(true);
+            let mut obj = kustomize::yaml::parse_one(&enc).unwrap();
+            assert!(d.decrypt_resource(&mut obj).unwrap(), "{algo}");
+            assert_eq!(obj, plain_secret(), "{algo}");
+
+            // The metadata flattened into a dotenv file (multi-line `enc` as `\n`) works the same.
+            let env = super::sops_encryptor::encrypt_dotenv(
+                "TOKEN=pgp-secret\n",
+                &[key.recipient().as_str()],
+            );
+            assert!(env.contains("sops_pgp__list_0__map_fp="), "{env}");
+            let out = d
+                .decrypt_bytes(env.as_bytes(), Format::Dotenv, Format::Dotenv)
+                .unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), "TOKEN=pgp-secret\n");
+        }
+    }
+
+    #[test]
+    fn several_keys_in_one_entry_and_public_keys_are_passed_over() {
+        let first = GpgKey::generate("future-default");
+        let second = GpgKey::generate("future-default");
+        let enc = encrypt_yaml(
+            SECRET,
+            &[second.recipient().as_str()],
+            &Options::regex("^stringData$"),
+        );
+        // One entry holding a public key block and two secret key blocks, as `cat`ed exports.
+        let entry = format!(
+            "{}\n{}\n{}",
+            first.public_key(),
+            first.secret_key(),
+            second.secret_key()
+        );
+        let d = with_pgp(Decryptor::default(), &[("team.asc", &entry)]);
+        assert_eq!(d.pgp_keys.len(), 2);
+        let mut obj = kustomize::yaml::parse_one(&enc).unwrap();
+        d.decrypt_resource(&mut obj).unwrap();
+        assert_eq!(
+            obj.str_at(&["stringData", "password"]),
+            Some("hunter2-secret")
+        );
+        // A public key alone imports (gpg accepts it) but opens nothing.
+        let d = with_pgp(Decryptor::default(), &[("pub.asc", &second.public_key())]);
+        assert!(d.pgp_keys.is_empty());
+    }
+
+    #[test]
+    fn wrong_missing_or_locked_pgp_key_says_what_was_tried_and_leaks_nothing() {
+        let owner = GpgKey::generate("future-default");
+        let other = GpgKey::generate("rsa2048");
+        let enc = encrypt_yaml(
+            SECRET,
+            &[owner.recipient().as_str()],
+            &Options::regex("^stringData$"),
+        );
+        let other_secret = other.secret_key();
+        let mut obj = kustomize::yaml::parse_one(&enc).unwrap();
+        let err = with_pgp(Decryptor::default(), &[("sops.asc", &other_secret)])
+            .decrypt_resource(&mut obj)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("decryption failed for '~G_v1_Secret/db': failed to decrypt and format 'apps/db' Secret data: cannot get sops data key: "),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!(
+                "none of the provided PGP secret keys ({} from 'sops.asc') opens the file's PGP recipients ({})",
+                other.fingerprint, owner.fingerprint
+            )),
+            "{err}"
+        );
+        let secret_body: Vec<&str> = other_secret
+            .lines()
+            .filter(|l| l.len() > 40 && !l.starts_with("-----"))
+            .collect();
+        assert!(!secret_body.is_empty());
+        for line in secret_body {
+            assert!(!err.contains(line), "key material in {err}");
+        }
+        assert!(
+            !err.contains("hunter2") && !err.contains("BEGIN PGP"),
+            "{err}"
+        );
+
+        let err = decryptor(&[])
+            .decrypt_resource(&mut obj)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!(
+                "no PGP secret keys were provided (Secret entries ending with .asc) to decrypt for {}",
+                owner.fingerprint
+            )),
+            "{err}"
+        );
+
+        // The right key, protected by a passphrase: imported (as gpg does) but unusable, and said so.
+        let locked = GpgKey::generate_with_passphrase("rsa2048", "correct horse");
+        let enc = encrypt_yaml(
+            SECRET,
+            &[locked.recipient().as_str()],
+            &Options::regex("^stringData$"),
+        );
+        let d = with_pgp(
+            Decryptor::default(),
+            &[("locked.asc", &locked.secret_key())],
+        );
+        assert!(d.pgp_keys[0].locked());
+        let mut obj = kustomize::yaml::parse_one(&enc).unwrap();
+        let err = d.decrypt_resource(&mut obj).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!(
+                "PGP key {fp} (from 'locked.asc') holds the secret key for recipient {fp} but is protected by a passphrase",
+                fp = locked.fingerprint
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("correct horse"), "{err}");
+    }
+
+    #[test]
+    fn age_and_pgp_recipients_open_with_the_pgp_key_alone() {
+        let (_, age_recipient) = identity();
+        let (unrelated_age, _) = identity();
+        let key = GpgKey::generate("future-default");
+        let enc = encrypt_yaml(
+            SECRET,
+            &[age_recipient.as_str(), key.recipient().as_str()],
+            &Options::regex("^(data|stringData)$"),
+        );
+        let meta = kustomize::yaml::parse_one(&enc).unwrap();
+        assert_eq!(
+            meta.get_path(&["sops", "age"])
+                .and_then(KValue::as_seq)
+                .map(Vec::len),
+            Some(1)
+        );
+        // Only the PGP key, and with an age identity that does not match (tried first, in vain).
+        for d in [
+            with_pgp(Decryptor::default(), &[("sops.asc", &key.secret_key())]),
+            with_pgp(
+                decryptor(&[&unrelated_age]),
+                &[("sops.asc", &key.secret_key())],
+            ),
+        ] {
+            let mut obj = kustomize::yaml::parse_one(&enc).unwrap();
+            d.with_mac_check(true).decrypt_resource(&mut obj).unwrap();
+            assert_eq!(obj, plain_secret());
+        }
+        // Neither: both kinds are named.
+        let mut obj = kustomize::yaml::parse_one(&enc).unwrap();
+        let err = decryptor(&[&unrelated_age])
+            .decrypt_resource(&mut obj)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("none of the provided age identities matches the file's age recipients ({age_recipient}); no PGP secret keys were provided (Secret entries ending with .asc) to decrypt for {}", key.fingerprint)),
+            "{err}"
+        );
+        assert!(!err.contains(&unrelated_age), "{err}");
+    }
+
+    #[test]
+    fn pgp_entries_without_key_data_fail_to_import() {
+        let mut d = Decryptor::default();
+        assert_eq!(
+            d.import_pgp("sops.asc", b"x").unwrap_err(),
+            "no valid OpenPGP data found"
+        );
+        assert_eq!(
+            d.import_pgp("sops.asc", b"").unwrap_err(),
+            "no valid OpenPGP data found"
+        );
+        let message = "-----BEGIN PGP MESSAGE-----\n\nhQEMA0Jx\n-----END PGP MESSAGE-----\n";
+        assert_eq!(
+            d.import_pgp("sops.asc", message.as_bytes()).unwrap_err(),
+            "armored block 1 is a PGP message, not a key block"
+        );
+        let broken = "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nbm90IGEga2V5\n-----END PGP PRIVATE KEY BLOCK-----\n";
+        let err = d.import_pgp("sops.asc", broken.as_bytes()).unwrap_err();
+        assert_eq!(err, "armored block 1 is not valid OpenPGP key data");
+        assert!(d.pgp_keys.is_empty());
     }
 
     #[test]
@@ -1394,17 +1707,28 @@ mod tests {
     }
 
     /// A cross-check against files written by the real `sops` binary: set `SOPS_FIXTURES` to a directory with
-    /// `age.txt` (the identity) and encrypted files (`*.yaml`, `*.env`, `*.json`, other = binary).
+    /// `age.txt` (the identity) and/or `*.asc` (armored PGP secret keys) and encrypted files (`*.yaml`, `*.env`,
+    /// `*.json`, other = binary).
     #[test]
     #[ignore = "needs real sops fixtures (SOPS_FIXTURES)"]
     fn real_sops_fixtures() {
         let dir = std::path::PathBuf::from(std::env::var("SOPS_FIXTURES").unwrap());
-        let d = decryptor(&[&std::fs::read_to_string(dir.join("age.txt")).unwrap()]);
-        let mut seen = 0;
+        let is_key = |name: &str| name == "age.txt" || name.ends_with(PGP_KEY_EXT);
+        let mut d = Decryptor::default();
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().to_string();
             if name == "age.txt" {
+                d.import(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            } else if is_key(&name) {
+                d.import_pgp(&name, &std::fs::read(&path).unwrap()).unwrap();
+            }
+        }
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if is_key(&name) {
                 continue;
             }
             let data = std::fs::read(&path).unwrap();
@@ -1437,6 +1761,7 @@ mod tests {
         fn with_mac_check_ref(&self, check: bool) -> Decryptor {
             Decryptor {
                 identities: self.identities.clone(),
+                pgp_keys: self.pgp_keys.clone(),
                 check_mac: check,
             }
         }
