@@ -898,6 +898,63 @@ async fn recurse_submodules_includes_submodule_content() {
 }
 
 #[tokio::test]
+async fn relative_submodule_urls_resolve_against_the_repository_url() {
+    let repos = GitRepos::new();
+    repos.commit("base.git", "main", &[("base.yaml", "base")], "base");
+    repos.commit("lib.git", "main", &[("lib.yaml", "lib")], "lib");
+    repos.add_submodule_relative("lib.git", "base.git", "base");
+    repos.commit("app.git", "main", &[("app.yaml", "app")], "app");
+    repos.add_submodule_relative("app.git", "lib.git", "vendor/lib");
+    let server = GitHttpServer::start(
+        repos.root.path(),
+        GitHttpOptions::default().basic_auth("git", "s3cret"),
+    )
+    .await
+    .unwrap();
+    let fx = Fixture::start().await;
+    fx.secret("creds", &[("username", "git"), ("password", "s3cret")])
+        .await;
+    let mut s = spec(&server.url("app.git"));
+    s.reference = Some(GitRepositoryRef {
+        branch: Some("main".into()),
+        ..Default::default()
+    });
+    s.secret_ref = Some(LocalObjectReference {
+        name: "creds".into(),
+    });
+    s.recurse_submodules = Some(true);
+    fx.create("app", s).await;
+    let obj = fx.wait_ready("app").await;
+    let (_, _, body) = download(&obj.artifact().unwrap().url).await;
+    let paths = tar_paths(&body);
+    for expected in [
+        "app.yaml",
+        "vendor/lib/lib.yaml",
+        "vendor/lib/base/base.yaml",
+    ] {
+        assert!(
+            paths.contains(&expected.to_string()),
+            "{expected}: {paths:?}"
+        );
+    }
+    // Fetched from the server, with the credentials, not from the local paths the repositories were made from.
+    let fetched: Vec<String> = server
+        .access_log()
+        .iter()
+        .filter(|r| r.method == "POST" && r.status == 200)
+        .map(|r| r.path.clone())
+        .collect();
+    for repo in ["app.git", "lib.git", "base.git"] {
+        assert!(
+            fetched.iter().any(|p| p.contains(repo)),
+            "{repo} not fetched over HTTP: {fetched:?}"
+        );
+    }
+    fx.shutdown().await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn ssh_signature_verification_of_head_and_tag() {
     let keys = tempfile::tempdir().unwrap();
     let (author_key, author_pub) = ssh_keypair(keys.path(), "author");

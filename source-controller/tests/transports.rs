@@ -457,7 +457,10 @@ async fn mutual_tls() {
 #[tokio::test]
 async fn mutual_tls_submodules() {
     let repos = GitRepos::new();
-    let lib = repos.commit("lib.git", "main", &[("lib.yaml", "lib: 1\n")], "lib");
+    repos.commit("base.git", "main", &[("base.yaml", "base: 1\n")], "base");
+    repos.commit("lib.git", "main", &[("lib.yaml", "lib: 1\n")], "lib");
+    // A nested submodule with a relative URL: resolved against lib's real URL, not the gateway's.
+    let lib = repos.add_submodule_relative("lib.git", "base.git", "base");
     repos.commit("app.git", "main", &[("app.yaml", "app: 1\n")], "app");
     let server = GitHttpServer::start(
         repos.root.path(),
@@ -489,13 +492,19 @@ async fn mutual_tls_submodules() {
     );
     assert!(paths.contains(&"app.yaml".to_string()), "{paths:?}");
     assert!(
-        server
-            .access_log()
-            .iter()
-            .any(|r| r.path == "/lib.git/git-upload-pack" && r.status == 200),
-        "the submodule was fetched with the client certificate: {:?}",
-        server.access_log()
+        paths.contains(&"vendor/lib/base/base.yaml".to_string()),
+        "{paths:?}"
     );
+    for repo in ["lib.git", "base.git"] {
+        assert!(
+            server
+                .access_log()
+                .iter()
+                .any(|r| r.path == format!("/{repo}/git-upload-pack") && r.status == 200),
+            "{repo} was fetched with the client certificate: {:?}",
+            server.access_log()
+        );
+    }
     fx.shutdown().await;
     server.shutdown().await;
 }

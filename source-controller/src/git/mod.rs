@@ -787,6 +787,9 @@ pub fn checkout(
     deadline: Instant,
 ) -> Result<Checkout, GitError> {
     let repo = Repository::init(dir)?;
+    // `origin` is never fetched from (the fetch below may go through a gateway); it is where relative submodule
+    // URLs (`../lib.git`) are resolved, as git resolves them against the superproject's remote.
+    repo.remote("origin", url)?;
     let endpoint = Endpoint::new(url, auth, deadline)?;
     let mut remote = repo.remote_anonymous(&endpoint.url)?;
     let headers = endpoint.auth.headers();
@@ -907,6 +910,9 @@ fn update_submodules(
         drop(options);
         drop(endpoint);
         let nested = submodule.open()?;
+        // The submodule's `origin` is what it was cloned from (maybe a gateway, gone now): its own relative
+        // submodule URLs resolve against its real URL.
+        nested.remote_set_url("origin", &url)?;
         update_submodules(&nested, auth, deadline)?;
     }
     Ok(())

@@ -549,6 +549,28 @@ impl GitRepos {
         git(&wt, &["rev-parse", "HEAD"])
     }
 
+    /// Adds `sub` as a submodule of `repo` at `path` by a URL relative to `repo`'s (`../sub`), resolved against
+    /// wherever `repo` is fetched from. Returns the new commit of `repo`.
+    pub fn add_submodule_relative(&self, repo: &str, sub: &str, path: &str) -> String {
+        let wt = self.worktree(repo);
+        self.bare_path(sub);
+        git(
+            &wt,
+            &[
+                "-c",
+                "protocol.file.allow=always",
+                "submodule",
+                "add",
+                "-q",
+                &format!("../{sub}"),
+                path,
+            ],
+        );
+        git(&wt, &["commit", "-q", "-m", "add submodule"]);
+        git(&wt, &["push", "-q", "origin", "main"]);
+        git(&wt, &["rev-parse", "HEAD"])
+    }
+
     /// Adds `sub` (a bare repository under the root, by local path) as a submodule of `repo` at `path`.
     pub fn add_submodule(&self, repo: &str, sub: &str, path: &str) {
         let wt = self.worktree(repo);
