@@ -67,6 +67,9 @@ impl Args {
             insecure_kubeconfig_exec: self.insecure_kubeconfig_exec,
             strict_substitutions: self.runtime.feature_enabled("StrictPostBuildSubstitutions"),
             disable_fail_fast: self.runtime.feature_enabled("DisableFailFastBehavior"),
+            additive_cel_dependency_check: self
+                .runtime
+                .feature_enabled("AdditiveCELDependencyCheck"),
             fetch,
             concurrent_ssa: self.concurrent_ssa.max(1),
             sops_age_secret: std::env::var(common::cli::RUNTIME_NAMESPACE_ENV)
@@ -238,4 +241,21 @@ pub async fn run(args: Args) -> Result<(), RunError> {
     runner.run(controller, manager.stopped()).await;
     manager.finish().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feature_gates_reach_the_config() {
+        let config = Args::parse_from(["kustomize-controller"]).config();
+        assert!(!config.additive_cel_dependency_check && !config.disable_fail_fast);
+        let config = Args::parse_from([
+            "kustomize-controller",
+            "--feature-gates=AdditiveCELDependencyCheck=true,DisableFailFastBehavior=true",
+        ])
+        .config();
+        assert!(config.additive_cel_dependency_check && config.disable_fail_fast);
+    }
 }

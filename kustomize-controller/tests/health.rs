@@ -1,7 +1,8 @@
 //! Health checks against testenv's simulated workloads: `wait: true` and `healthChecks`, kstatus rules for
 //! built-in kinds (Deployments, StatefulSets, DaemonSets, PVCs, Jobs) and Ready/observedGeneration for custom
-//! resources, fail fast on Failed objects, timeouts. (features.rs covers a never-ready Deployment timing out
-//! under `wait` and a Stalled custom resource.)
+//! resources, `healthCheckExprs` (CEL) deciding instead for the kinds they name, fail fast on Failed objects,
+//! timeouts. (features.rs covers a never-ready Deployment timing out under `wait` and a Stalled custom
+//! resource.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support code
 
@@ -491,5 +492,267 @@ async fn custom_resources_need_ready_at_the_observed_generation() {
     set_status(2, "True").await;
     let ks = fx.wait_applied("widgets", REV1).await;
     assert_healthy(&ks);
+    fx.stop().await;
+}
+
+/// Creates the Widget CRD and returns the API of widgets in `default` once it is served.
+async fn widget_crd(fx: &Fx) -> Api<DynamicObject> {
+    let crds: Api<CustomResourceDefinition> = Api::all(fx.client.clone());
+    crds.create(&PostParams::default(), &serde_json::from_str(CRD).unwrap())
+        .await
+        .unwrap();
+    let ar = ApiResource {
+        group: "example.com".into(),
+        version: "v1".into(),
+        api_version: "example.com/v1".into(),
+        kind: "Widget".into(),
+        plural: "widgets".into(),
+    };
+    let widgets: Api<DynamicObject> = Api::namespaced_with(fx.client.clone(), "default", &ar);
+    poll(|| async { widgets.list(&Default::default()).await.is_ok() }).await;
+    widgets
+}
+
+/// Sets the status of widget `w1` to `status` in one merge patch (the fields it leaves out are removed).
+async fn set_widget_status(widgets: &Api<DynamicObject>, status: serde_json::Value) {
+    let mut patch = json!({"phase": null, "conditions": null, "observedGeneration": null});
+    for (k, v) in status.as_object().unwrap() {
+        patch[k] = v.clone();
+    }
+    widgets
+        .patch_status(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": patch })),
+        )
+        .await
+        .unwrap();
+}
+
+/// A Ready condition as a widget's controller would write it.
+fn ready_condition(status: &str) -> serde_json::Value {
+    json!([{"type": "Ready", "status": status, "reason": "Test", "message": "set by the test",
+            "lastTransitionTime": "2026-01-01T00:00:00Z"}])
+}
+
+/// The widget's health by its phase, as in Flux's docs.
+fn phase_exprs(api_version: &str) -> serde_json::Value {
+    json!([{"apiVersion": api_version, "kind": "Widget",
+            "current": "status.phase == 'Ready'", "failed": "status.phase == 'Failed'"}])
+}
+
+#[tokio::test]
+async fn health_check_exprs_decide_custom_resource_health_instead_of_kstatus() {
+    let fx = start().await;
+    let widgets = widget_crd(&fx).await;
+    fx.create_repo("repo").await;
+    fx.publish("repo", REV1, &[("widget.yaml", WIDGET)]).await;
+    fx.create_ks(
+        "widgets",
+        json!({"wait": true, "timeout": "5m", "healthCheckExprs": phase_exprs("example.com/v1")}),
+    )
+    .await;
+    fx.wait_ks("widgets", "Healthy Unknown while checking", |ks| {
+        ks.condition("Healthy")
+            .is_some_and(|c| c.status.as_str() == "Unknown")
+    })
+    .await;
+    poll(|| async { widgets.get_opt("w1").await.unwrap().is_some() }).await;
+
+    // Ready=True by kstatus' rules, but the phase says it is still in progress: the check goes on.
+    set_widget_status(
+        &widgets,
+        json!({"phase": "Pending", "conditions": ready_condition("True")}),
+    )
+    .await;
+    let mark = fx.request_count();
+    poll(|| async { gets(&fx, mark, "widgets", "w1") >= 3 }).await;
+    let ks = fx.ks.get("widgets").await.unwrap();
+    assert_eq!(
+        healthy(&ks).0,
+        "Unknown",
+        "still checking: {:?}",
+        ks.condition("Healthy")
+    );
+    assert!(ks.status.as_ref().unwrap().last_applied_revision.is_none());
+
+    // Ready=False by kstatus' rules, but the phase is Ready: the expressions decide, the check passes.
+    set_widget_status(
+        &widgets,
+        json!({"phase": "Ready", "conditions": ready_condition("False")}),
+    )
+    .await;
+    let ks = fx.wait_applied("widgets", REV1).await;
+    assert_healthy(&ks);
+
+    // A failed phase fails fast, long before the 5m timeout.
+    set_widget_status(&widgets, json!({"phase": "Failed"})).await;
+    let started = Instant::now();
+    fx.publish(
+        "repo",
+        REV2,
+        &[("widget.yaml", &WIDGET.replace("size: 2", "size: 3"))],
+    )
+    .await;
+    let ks = fx.wait_failed("widgets", "HealthCheckFailed").await;
+    assert!(started.elapsed() < Duration::from_secs(20), "failed fast");
+    let expected = "failed early due to stalled resources: [Widget/default/w1 status: 'Failed']";
+    assert_eq!(
+        healthy(&ks),
+        (
+            "False".to_string(),
+            "HealthCheckFailed".to_string(),
+            expected.to_string()
+        )
+    );
+    let ready = ks.condition("Ready").unwrap();
+    assert!(
+        ready.message.starts_with("health check failed after ")
+            && ready.message.ends_with(expected),
+        "{}",
+        ready.message
+    );
+    assert_eq!(
+        ks.status.as_ref().unwrap().last_applied_revision.as_deref(),
+        Some(REV1)
+    );
+
+    // Back to Ready: the next attempt passes.
+    set_widget_status(&widgets, json!({"phase": "Ready"})).await;
+    let ks = fx.wait_applied("widgets", REV2).await;
+    assert_healthy(&ks);
+    fx.stop().await;
+}
+
+#[tokio::test]
+async fn health_check_exprs_that_cannot_be_evaluated_leave_the_object_unknown() {
+    let fx = start().await;
+    let widgets = widget_crd(&fx).await;
+    fx.create_repo("repo").await;
+    fx.publish("repo", REV1, &[("widget.yaml", WIDGET)]).await;
+    // Only the group counts: an entry for v2 applies to the v1 widget.
+    fx.create_ks(
+        "widgets",
+        json!({"wait": true, "timeout": "1s", "healthCheckExprs": phase_exprs("example.com/v2")}),
+    )
+    .await;
+    // The widget has no status: `status` is not a variable of the expressions.
+    let ks = fx.wait_failed("widgets", "HealthCheckFailed").await;
+    assert_eq!(
+        healthy(&ks).2,
+        "timeout waiting for: [Widget/default/w1 status: 'Unknown': failed to evaluate the CEL expression \
+         'status.phase == 'Failed'': no such attribute(s): status]"
+    );
+    assert!(
+        ks.condition("Stalled")
+            .is_none_or(|c| c.status.as_str() != "True"),
+        "an evaluation error is retried, not stalled"
+    );
+
+    // A status without the field: the error names the missing key.
+    set_widget_status(&widgets, json!({"observedGeneration": 1})).await;
+    fx.wait_ks("widgets", "no such key", |ks| {
+        ks.condition("Healthy").is_some_and(|c| {
+            c.message
+                == "timeout waiting for: [Widget/default/w1 status: 'Unknown': failed to evaluate the CEL \
+                    expression 'status.phase == 'Failed'': no such key: phase]"
+        })
+    })
+    .await;
+    set_widget_status(&widgets, json!({"phase": "Ready"})).await;
+    let ks = fx.wait_applied("widgets", REV1).await;
+    assert_healthy(&ks);
+    fx.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_health_check_exprs_stall_before_anything_is_applied() {
+    let fx = start().await;
+    fx.create_repo("repo").await;
+    fx.publish(
+        "repo",
+        REV1,
+        &[("cm.yaml", &configmap("app", &[("v", "1")]))],
+    )
+    .await;
+    fx.create_ks(
+        "apps",
+        json!({"wait": true, "timeout": "30s", "healthCheckExprs": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "inProgress": "foo.", "current": "true"}]}),
+    )
+    .await;
+    let ks = fx.wait_failed("apps", "InvalidCELExpression").await;
+    let prefix = "Reconciliation failed terminally due to configuration error: failed to create custom status \
+                  evaluator for healthchecks[0]: failed to parse the expression InProgress: failed to parse the \
+                  CEL expression 'foo.': ERROR: <input>:1:";
+    let ready = ks.condition("Ready").unwrap();
+    assert!(ready.message.starts_with(prefix), "{}", ready.message);
+    let stalled = ks.condition("Stalled").expect("Stalled");
+    assert_eq!(
+        (
+            stalled.status.as_str(),
+            stalled.reason.as_str(),
+            &stalled.message
+        ),
+        ("True", "InvalidCELExpression", &ready.message)
+    );
+    let status = ks.status.as_ref().unwrap();
+    assert_eq!(status.observed_generation, ks.metadata.generation);
+    assert!(
+        status.last_attempted_revision.is_none(),
+        "the source was not even fetched"
+    );
+    assert!(inventory_ids(&ks).is_empty());
+    assert!(
+        fx.configmap("default", "app").await.is_none(),
+        "nothing applied"
+    );
+    assert!(
+        fx.events_for("apps")
+            .iter()
+            .any(|e| e.reason == "InvalidCELExpression"
+                && e.severity == common::reconcile::Severity::Error
+                && e.message == ready.message),
+        "{:?}",
+        fx.events_for("apps")
+    );
+
+    // Two entries for one GroupKind are refused too.
+    fx.ks
+        .patch(
+            "apps",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"healthCheckExprs": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "current": "true"},
+                {"apiVersion": "v1", "kind": "ConfigMap", "current": "false"}]}})),
+        )
+        .await
+        .unwrap();
+    fx.wait_ks("apps", "duplicate refused", |ks| {
+        ks.condition("Ready").is_some_and(|c| {
+            c.message
+                == "Reconciliation failed terminally due to configuration error: duplicate custom health \
+                    check for GroupKind ConfigMap at healthchecks[1]"
+        })
+    })
+    .await;
+
+    // Fixed: applied, and the ConfigMap's health is decided by the expression.
+    fx.ks
+        .patch(
+            "apps",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"healthCheckExprs": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "current": "data.v == '1'"}]}})),
+        )
+        .await
+        .unwrap();
+    let ks = fx.wait_applied("apps", REV1).await;
+    assert_healthy(&ks);
+    assert!(
+        ks.condition("Stalled").is_none(),
+        "{:?}",
+        ks.condition("Stalled")
+    );
     fx.stop().await;
 }

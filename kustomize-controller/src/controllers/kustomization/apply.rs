@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use sha2::Digest as _;
 
 use super::discovery::{Resolved, Resolver, api_message, is_not_found};
+use super::expr::CustomHealth;
 use super::health::{self, WaitOptions};
 use super::inventory::{Action, Change, ObjMeta, Stage, format_changes, order, stage_of};
 
@@ -425,6 +426,9 @@ pub struct Applier<'a> {
     /// `namespace/name` of the Kustomization (cache key).
     pub owner: String,
     pub opts: ApplyOptions,
+    /// `spec.healthCheckExprs`, which also decide when the CRDs and namespaces of the first stages are ready
+    /// (Flux's resource manager polls them with the same status readers).
+    pub health: &'a CustomHealth,
 }
 
 impl Applier<'_> {
@@ -721,7 +725,9 @@ impl Applier<'_> {
                     interval: Duration::from_millis(200),
                     fail_fast: false,
                 };
-                if let Err(e) = health::wait_for(self.client, self.resolver, &set, opts).await {
+                if let Err(e) =
+                    health::wait_for(self.client, self.resolver, &set, self.health, opts).await
+                {
                     all.extend(changes);
                     return Err(ApplyError {
                         message: e.to_string(),

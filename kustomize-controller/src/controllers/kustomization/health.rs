@@ -1,5 +1,6 @@
 //! Health: kstatus rules for built-in kinds, Ready/Reconciling/Stalled/observedGeneration for custom resources,
-//! and waiting for a set of objects to become Current (fail fast on Failed, timeout).
+//! `spec.healthCheckExprs` (CEL, see `expr`) instead of both for the GroupKinds they name, and waiting for a set
+//! of objects to become Current (fail fast on Failed, timeout).
 
 use std::time::{Duration, Instant};
 
@@ -7,6 +8,7 @@ use kube::Client;
 use serde_json::Value;
 
 use super::discovery::{Resolver, is_not_found};
+use super::expr::CustomHealth;
 use super::inventory::ObjMeta;
 
 /// kstatus' status values.
@@ -304,11 +306,13 @@ pub struct WaitOptions {
     pub fail_fast: bool,
 }
 
-/// Polls `set` until every object is Current, one is Failed (with `fail_fast`) or `timeout` passes.
+/// Polls `set` until every object is Current, one is Failed (with `fail_fast`) or `timeout` passes. Objects whose
+/// GroupKind `custom` covers get their status from its expressions, the others from kstatus' rules.
 pub async fn wait_for(
     client: &Client,
     resolver: &Resolver,
     set: &[ObjMeta],
+    custom: &CustomHealth,
     opts: WaitOptions,
 ) -> Result<(), WaitError> {
     if set.is_empty() {
@@ -329,7 +333,7 @@ pub async fn wait_for(
             {
                 Ok(Some(obj)) => {
                     let value = serde_json::to_value(&obj).unwrap_or_default();
-                    let (s, msg) = compute(&value);
+                    let (s, msg) = custom.status(&value).unwrap_or_else(|| compute(&value));
                     (m, s, msg)
                 }
                 Ok(None) => (m, Status::NotFound, String::new()),

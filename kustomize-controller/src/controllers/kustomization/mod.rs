@@ -1,5 +1,5 @@
-//! The Kustomization reconciler: source → artifact → dependencies → build → apply → prune → health, with
-//! status written exactly as Flux's kustomize-controller writes it.
+//! The Kustomization reconciler: health check expressions → source → artifact → dependencies → build → apply →
+//! prune → health, with status written exactly as Flux's kustomize-controller writes it.
 
 pub mod apply;
 pub mod build;
@@ -7,6 +7,7 @@ pub mod decrypt;
 pub mod dependencies;
 pub mod discovery;
 pub mod envsubst;
+pub mod expr;
 pub mod fetch;
 pub mod finalize;
 pub mod health;
@@ -32,7 +33,9 @@ use serde_json::Value;
 
 use self::apply::{AppliedCache, Applier, ApplyError, ApplyOptions};
 use self::build::{BuildError, PostBuild};
+use self::dependencies::DependencyError;
 use self::discovery::Resolver;
+use self::expr::{CustomHealth, HealthCheckExprsError};
 use self::fetch::{FetchError, FetchOptions};
 use self::health::WaitOptions;
 use self::inventory::{Action, ObjMeta, format_changes};
@@ -44,6 +47,10 @@ pub const ALLOW_EMPTY_ANNOTATION: &str = "kustomize.toolkit.fluxcd.io/prune-empt
 
 /// Flux's reason for refused cross-namespace references (`apiacl.AccessDeniedReason`).
 pub const ACCESS_DENIED_REASON: &str = "AccessDenied";
+
+/// Flux's prefix of configuration errors that stall a Kustomization (`TerminalErrorMessage`).
+pub const TERMINAL_ERROR_MESSAGE: &str =
+    "Reconciliation failed terminally due to configuration error";
 
 /// Controller settings from the command line.
 #[derive(Clone, Debug)]
@@ -61,6 +68,9 @@ pub struct Config {
     /// `--feature-gates=DisableFailFastBehavior=true`: health checks wait for the timeout even when an object
     /// has Failed.
     pub disable_fail_fast: bool,
+    /// `--feature-gates=AdditiveCELDependencyCheck=true`: a dependency with a `readyExpr` must also pass the
+    /// built-in readiness check (by default the expression replaces it).
+    pub additive_cel_dependency_check: bool,
     /// Artifact download limits (`--artifact-fetch-retries`, `SOURCE_CONTROLLER_LOCALHOST`).
     pub fetch: FetchOptions,
     /// Concurrent server-side dry-runs per Kustomization (`--concurrent-ssa`).
@@ -82,6 +92,7 @@ impl Default for Config {
             insecure_kubeconfig_exec: false,
             strict_substitutions: false,
             disable_fail_fast: false,
+            additive_cel_dependency_check: false,
             fetch: FetchOptions::default(),
             concurrent_ssa: 8,
             health_interval: Duration::from_millis(500),
@@ -100,8 +111,12 @@ pub enum KustomizationError {
     ArtifactGone(Duration),
     #[error(transparent)]
     Fetch(FetchError),
+    #[error("{TERMINAL_ERROR_MESSAGE}: {0}")]
+    InvalidHealthCheckExprs(#[source] HealthCheckExprsError),
     #[error("{0}")]
-    Dependency(String, Duration),
+    Dependency(DependencyError, Duration),
+    #[error("{TERMINAL_ERROR_MESSAGE}: {0}")]
+    InvalidReadyExpr(#[source] DependencyError),
     #[error(transparent)]
     Build(BuildError),
     #[error("{0}")]
@@ -128,6 +143,8 @@ impl FluxError for KustomizationError {
             | KustomizationError::Fetch(_)
             | KustomizationError::Build(BuildError::PathNotFound(_)) => reasons::ARTIFACT_FAILED,
             KustomizationError::Dependency(..) => reasons::DEPENDENCY_NOT_READY,
+            KustomizationError::InvalidHealthCheckExprs(_)
+            | KustomizationError::InvalidReadyExpr(_) => reasons::INVALID_CEL_EXPRESSION,
             KustomizationError::Build(_) => reasons::BUILD_FAILED,
             KustomizationError::Client(_)
             | KustomizationError::EmptyBuild(_)
@@ -139,7 +156,9 @@ impl FluxError for KustomizationError {
 
     fn kind(&self) -> ErrorKind {
         match self {
-            KustomizationError::Source(SourceError::AccessDenied(_), _) => ErrorKind::Stalled,
+            KustomizationError::Source(SourceError::AccessDenied(_), _)
+            | KustomizationError::InvalidHealthCheckExprs(_)
+            | KustomizationError::InvalidReadyExpr(_) => ErrorKind::Stalled,
             KustomizationError::Source(SourceError::Get { .. }, _) => ErrorKind::Transient,
             KustomizationError::Source(_, d)
             | KustomizationError::ArtifactGone(d)
@@ -519,6 +538,12 @@ impl Reconciler for KustomizationReconciler {
         let name = obj.name_any();
         let requeue = self.config.requeue_dependency;
 
+        // 0. Health check expressions, compiled once per reconcile; as Flux, an invalid one stalls the
+        //    Kustomization before anything is fetched or applied.
+        let custom_health =
+            CustomHealth::new(obj.spec.health_check_exprs.as_deref().unwrap_or_default())
+                .map_err(KustomizationError::InvalidHealthCheckExprs)?;
+
         // 1. Source.
         let artifact = source::artifact(
             &self.client,
@@ -534,9 +559,20 @@ impl Reconciler for KustomizationReconciler {
 
         // 2. Dependencies.
         if !obj.spec.depends_on().is_empty() {
-            dependencies::check(&self.client, obj, &artifact)
-                .await
-                .map_err(|e| KustomizationError::Dependency(e, requeue))?;
+            dependencies::check(
+                &self.client,
+                obj,
+                &artifact,
+                self.config.additive_cel_dependency_check,
+            )
+            .await
+            .map_err(|e| {
+                if e.is_terminal() {
+                    KustomizationError::InvalidReadyExpr(e)
+                } else {
+                    KustomizationError::Dependency(e, requeue)
+                }
+            })?;
         }
 
         // 3. Artifact, into a temporary directory removed on every path.
@@ -643,6 +679,7 @@ impl Reconciler for KustomizationReconciler {
                 wait_timeout: timeout,
                 concurrency: self.config.concurrent_ssa,
             },
+            health: &custom_health,
         };
         let changes = match applier.apply_all_staged(objects).await {
             Ok(c) => c,
@@ -729,7 +766,7 @@ impl Reconciler for KustomizationReconciler {
                 interval: self.config.health_interval,
                 fail_fast: !self.config.disable_fail_fast,
             };
-            match health::wait_for(&client, &self.resolver, &set, opts).await {
+            match health::wait_for(&client, &self.resolver, &set, &custom_health, opts).await {
                 Ok(()) => {
                     let msg = format!(
                         "Health check passed in {}",
@@ -867,8 +904,27 @@ mod tests {
             missing.to_string(),
             "Source artifact not found, retrying in 30s"
         );
-        let dep = KustomizationError::Dependency("dependency 'a/b' is not ready".into(), d);
+        let dep = KustomizationError::Dependency(DependencyError::NotReady("a/b".into()), d);
         assert_eq!(dep.reason(), "DependencyNotReady");
+        assert_eq!(dep.kind(), ErrorKind::Waiting(d));
+        assert_eq!(dep.to_string(), "dependency 'a/b' is not ready");
+        let invalid = KustomizationError::InvalidReadyExpr(DependencyError::InvalidReadyExpr {
+            name: "b".into(),
+            source: expr::CelError::OutputType("dyn".into()),
+        });
+        assert_eq!(invalid.reason(), "InvalidCELExpression");
+        assert_eq!(invalid.kind(), ErrorKind::Stalled);
+        assert_eq!(
+            common::reconcile::chain_message(&invalid),
+            "Reconciliation failed terminally due to configuration error: failed to evaluate dependency b: \
+             CEL expression output type mismatch: expected bool, got dyn"
+        );
+        let exprs = KustomizationError::InvalidHealthCheckExprs(HealthCheckExprsError::Duplicate {
+            group_kind: "Widget.example.com".into(),
+            index: 1,
+        });
+        assert_eq!(exprs.reason(), "InvalidCELExpression");
+        assert_eq!(exprs.kind(), ErrorKind::Stalled);
         assert_eq!(
             KustomizationError::Health("x".into()).reason(),
             "HealthCheckFailed"
