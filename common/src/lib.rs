@@ -4,6 +4,8 @@
 //! `common` and never on each other.
 
 pub mod api;
+#[cfg(feature = "cel")]
+pub mod cel;
 pub mod cli;
 pub mod conditions;
 pub mod events;
