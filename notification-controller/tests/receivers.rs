@@ -279,14 +279,14 @@ async fn missing_token_then_secret_created() {
 }
 
 #[tokio::test]
-async fn unsupported_spec_is_refused_with_a_message() {
+async fn an_invalid_filter_expression_stalls_the_receiver() {
     let fx = start(&[], fast_dispatch()).await;
     fx.secret("webhook-token", &[("token", TOKEN)]).await;
     receiver(
         &fx,
         "filtered",
         "generic",
-        "  resourceFilter: 'res.metadata.name == \"podinfo\"'\n  resources:\n    - kind: GitRepository\n      name: podinfo\n",
+        "  resourceFilter: 'request.ref == \"main\"'\n  resources:\n    - kind: GitRepository\n      name: podinfo\n",
     )
     .await;
     let api: Api<Receiver> = Api::namespaced(fx.client.clone(), "flux-system");
@@ -302,10 +302,88 @@ async fn unsupported_spec_is_refused_with_a_message() {
             });
         stalled
             && ready(&r).is_some_and(|(s, reason, message)| {
-                s == "False" && reason == "ValidationFailed" && message.contains("resourceFilter")
+                s == "False"
+                    && reason == "InvalidCELExpression"
+                    && message.starts_with(
+                        "Reconciliation failed terminally due to configuration error: invalid resourceFilter",
+                    )
+                    && message.contains("undeclared reference to 'request'")
             })
     })
     .await;
+    let r = api.get("filtered").await.unwrap();
+    assert!(
+        r.status.and_then(|s| s.webhook_path).is_none(),
+        "no webhook path while invalid"
+    );
+}
+
+#[tokio::test]
+async fn filters_decide_which_resources_are_annotated() {
+    let fx = start(&[], fast_dispatch()).await;
+    fx.secret("webhook-token", &[("token", TOKEN)]).await;
+    git_repository(&fx, "app-main", "app: podinfo").await;
+    git_repository(&fx, "app-dev", "app: podinfo").await;
+    git_repository(&fx, "infra", "").await;
+    // The top-level filter matches the pushed branch to the repository's name; `infra` also has its own filter.
+    receiver(
+        &fx,
+        "filtered",
+        "generic",
+        "  resourceFilter: 'res.metadata.name.endsWith(req.ref.split(\"/\")[2]) || res.metadata.name == \"infra\"'
+  resources:
+    - apiVersion: source.toolkit.fluxcd.io/v1
+      kind: GitRepository
+      name: '*'
+      matchLabels: {app: podinfo}
+    - kind: GitRepository
+      name: infra
+      filter: 'has(req.infra) && req.infra == true'
+",
+    )
+    .await;
+    let path = until_ready(&fx, "filtered").await;
+    let repos: Api<GitRepository> = Api::namespaced(fx.client.clone(), "flux-system");
+    let post = |body: &'static str, json: bool| {
+        let mut request = reqwest::Client::new().post(url(&fx, &path)).body(body);
+        if json {
+            request = request.header("content-type", "application/json; charset=utf-8");
+        }
+        request.send()
+    };
+    let annotated = || async {
+        let mut names = Vec::new();
+        for name in ["app-main", "app-dev", "infra"] {
+            if annotation(&repos.get(name).await.unwrap()).is_some() {
+                names.push(name);
+            }
+        }
+        names
+    };
+
+    let response = post(r#"{"ref": "refs/heads/dev"}"#, true).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        annotated().await,
+        ["app-dev"],
+        "only the dev repository, and infra's own filter said no"
+    );
+
+    let response = post(r#"{"ref": "refs/heads/main", "infra": true}"#, true)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(annotated().await, ["app-main", "app-dev", "infra"]);
+
+    // A body that is not JSON (by content type) is an empty `req`: the expression fails on the missing key,
+    // which is an error (500), as in Flux; nothing more is annotated.
+    let before = git_patches(&fx).len();
+    let response = post(r#"{"ref": "refs/heads/main"}"#, false).await.unwrap();
+    assert_eq!(response.status(), 500);
+    // A JSON content type with a body that does not parse: 500 before any lookup.
+    let response = post("not json", true).await.unwrap();
+    assert_eq!(response.status(), 500);
+    assert_eq!(git_patches(&fx).len(), before);
 }
 
 #[tokio::test]

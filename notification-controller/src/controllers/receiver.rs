@@ -1,13 +1,16 @@
 //! The Receiver reconciler: reads the token, computes `status.webhookPath` = `/hook/` +
 //! hex(sha256(token + name + namespace)), and marks Ready `Receiver initialized for path: …`. A missing secret
-//! or token is `TokenNotFound` (retried); a spec this controller cannot honour is Stalled with a clear message.
+//! or token is `TokenNotFound` (retried); a spec this controller cannot honour is Stalled with a clear message, and
+//! so is a `resourceFilter` or `resources[].filter` CEL expression that does not compile (`InvalidCELExpression`).
 
 use common::api::notification_v1::{Receiver, ReceiverStatus};
+use common::cel::{CelError, Expression, Variables};
 use common::conditions::{reasons, types::READY};
 use common::reconcile::{ErrorKind, FluxError, FluxStatus, Reconciler, Step, Success, Summary};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::Api;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// Receiver types this controller validates (see `server::receiver::validate`).
@@ -28,6 +31,61 @@ pub const SUPPORTED_RECEIVER_TYPES: &[&str] = &[
 pub const TOKEN_NOT_FOUND_REASON: &str = "TokenNotFound";
 /// Flux's reason for a spec that fails validation.
 pub const VALIDATION_FAILED_REASON: &str = "ValidationFailed";
+/// Flux's reason for a filter expression that does not compile.
+pub const INVALID_CEL_EXPRESSION_REASON: &str = "InvalidCELExpression";
+
+/// The variables of a Receiver filter: the resource's metadata (`res`) and the webhook's JSON body (`req`).
+pub const FILTER_VARIABLES: &[&str] = &["res", "req"];
+
+/// The Receiver's filters, compiled: `spec.resourceFilter`, then `spec.resources[i].filter` by index.
+pub struct Filters {
+    /// `spec.resourceFilter`.
+    pub top: Option<Expression>,
+    /// `spec.resources[i].filter`, one entry per resource.
+    pub per_resource: Vec<Option<Expression>>,
+}
+
+impl Filters {
+    /// Compiles every filter of `receiver` against [`FILTER_VARIABLES`] with a bool result, as Flux does.
+    pub fn compile(receiver: &Receiver) -> Result<Filters, String> {
+        let compile = |source: Option<&str>| -> Result<Option<Expression>, CelError> {
+            source
+                .filter(|s| !s.is_empty())
+                .map(|s| Expression::compile_bool(s, FILTER_VARIABLES))
+                .transpose()
+        };
+        let top = compile(receiver.spec.resource_filter.as_deref())
+            .map_err(|e| format!("invalid resourceFilter: {e}"))?;
+        let per_resource = receiver
+            .spec
+            .resources
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                compile(r.filter.as_deref())
+                    .map_err(|e| format!("invalid resources[{i}].filter: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Filters { top, per_resource })
+    }
+
+    /// Whether the filters of resource `index` accept the resource: every filter set must return true.
+    pub fn accept(&self, index: usize, res: &Value, req: &Value) -> Result<bool, CelError> {
+        let variables = Variables::new([("res", res), ("req", req)]);
+        for expression in [
+            self.top.as_ref(),
+            self.per_resource.get(index).and_then(Option::as_ref),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if !expression.evaluate_bool_in(&variables)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
 
 /// The webhook path of a Receiver with `token`.
 pub fn webhook_path(token: &str, name: &str, namespace: &str) -> String {
@@ -53,6 +111,9 @@ pub enum ReceiverError {
     /// The spec asks for something this controller refuses or does not implement.
     #[error("Reconciliation failed terminally due to configuration error: {0}")]
     Invalid(String),
+    /// A `resourceFilter` or `resources[].filter` CEL expression does not compile.
+    #[error("Reconciliation failed terminally due to configuration error: {0}")]
+    InvalidFilter(String),
 }
 
 impl FluxError for ReceiverError {
@@ -62,12 +123,13 @@ impl FluxError for ReceiverError {
                 TOKEN_NOT_FOUND_REASON
             }
             ReceiverError::Invalid(_) => VALIDATION_FAILED_REASON,
+            ReceiverError::InvalidFilter(_) => INVALID_CEL_EXPRESSION_REASON,
         }
     }
 
     fn kind(&self) -> ErrorKind {
         match self {
-            ReceiverError::Invalid(_) => ErrorKind::Stalled,
+            ReceiverError::Invalid(_) | ReceiverError::InvalidFilter(_) => ErrorKind::Stalled,
             _ => ErrorKind::Transient,
         }
     }
@@ -88,24 +150,6 @@ pub fn unsupported(receiver: &Receiver) -> Option<String> {
     }
     if spec.oidc_providers.as_ref().is_some_and(|p| !p.is_empty()) {
         return Some("oidcProviders can only be set when type is generic-oidc".into());
-    }
-    if spec
-        .resource_filter
-        .as_deref()
-        .is_some_and(|f| !f.is_empty())
-    {
-        return Some("spec.resourceFilter (CEL) is not supported by this controller yet".into());
-    }
-    if let Some((i, r)) = spec
-        .resources
-        .iter()
-        .enumerate()
-        .find(|(_, r)| r.filter.as_deref().is_some_and(|f| !f.is_empty()))
-    {
-        return Some(format!(
-            "spec.resources[{i}].filter (CEL, kind={:?}, name={:?}) is not supported by this controller yet",
-            r.kind, r.name
-        ));
     }
     None
 }
@@ -157,6 +201,10 @@ impl Reconciler for ReceiverReconciler {
         if let Some(problem) = unsupported(obj) {
             status.webhook_path = None;
             return Err(ReceiverError::Invalid(problem));
+        }
+        if let Err(problem) = Filters::compile(obj) {
+            status.webhook_path = None;
+            return Err(ReceiverError::InvalidFilter(problem));
         }
         let secret_name = obj
             .spec
@@ -212,6 +260,66 @@ mod tests {
     }
 
     #[test]
+    fn filters_compile_against_res_and_req_and_all_must_accept() {
+        let mut r = Receiver::new(
+            "r",
+            ReceiverSpec {
+                type_: "generic".into(),
+                resources: vec![
+                    ReceiverResource {
+                        kind: "GitRepository".into(),
+                        name: "a".into(),
+                        ..Default::default()
+                    },
+                    ReceiverResource {
+                        kind: "GitRepository".into(),
+                        name: "b".into(),
+                        filter: Some("res.metadata.name == 'b'".into()),
+                        ..Default::default()
+                    },
+                ],
+                resource_filter: Some("req.ref == 'refs/heads/main'".into()),
+                ..Default::default()
+            },
+        );
+        let filters = Filters::compile(&r).unwrap();
+        let res = |name: &str| serde_json::json!({"metadata": {"name": name}});
+        let main = serde_json::json!({"ref": "refs/heads/main"});
+        let dev = serde_json::json!({"ref": "refs/heads/dev"});
+        assert_eq!(filters.accept(0, &res("a"), &main), Ok(true));
+        assert_eq!(filters.accept(0, &res("a"), &dev), Ok(false));
+        assert_eq!(filters.accept(1, &res("b"), &main), Ok(true));
+        assert_eq!(
+            filters.accept(1, &res("c"), &main),
+            Ok(false),
+            "both must hold"
+        );
+        assert!(
+            filters
+                .accept(0, &res("a"), &serde_json::json!({}))
+                .is_err(),
+            "a missing key is an error, as in cel-go"
+        );
+
+        r.spec.resource_filter = Some("request.ref == 'x'".into());
+        let err = Filters::compile(&r).err().unwrap();
+        assert!(
+            err.starts_with("invalid resourceFilter: failed to parse the CEL expression")
+                && err.contains("undeclared reference to 'request'"),
+            "{err}"
+        );
+        r.spec.resource_filter = None;
+        r.spec.resources[1].filter = Some("res.metadata.name".into());
+        assert_eq!(
+            Filters::compile(&r).err().unwrap(),
+            "invalid resources[1].filter: CEL expression output type mismatch: expected bool, got dyn"
+        );
+        let err = ReceiverError::InvalidFilter("x".into());
+        assert_eq!(err.reason(), "InvalidCELExpression");
+        assert_eq!(err.kind(), ErrorKind::Stalled);
+    }
+
+    #[test]
     fn unsupported_fields_are_named() {
         let mut r = Receiver::new(
             "r",
@@ -227,12 +335,6 @@ mod tests {
             },
         );
         assert_eq!(unsupported(&r), None);
-        r.spec.resources[0].filter = Some("true".into());
-        assert!(unsupported(&r).unwrap().contains("resources[0].filter"));
-        r.spec.resources[0].filter = None;
-        r.spec.resource_filter = Some("true".into());
-        assert!(unsupported(&r).unwrap().contains("resourceFilter"));
-        r.spec.resource_filter = None;
         r.spec.type_ = "gcr".into();
         assert!(unsupported(&r).unwrap().contains("'gcr' is not supported"));
         let err = ReceiverError::Invalid("x".into());

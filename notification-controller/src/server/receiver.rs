@@ -2,8 +2,10 @@
 //! that knows the token, asks Flux to reconcile the Receiver's resources now.
 //!
 //! Order of checks, each answering before any write: body cap (413), unknown path (404), suspended or not
-//! ready (503), authenticity (400, constant-time comparisons). Then every matching resource gets
-//! `reconcile.fluxcd.io/requestedAt=<now>` by merge patch; 200 when all were annotated, 500 otherwise.
+//! ready (503), authenticity (400, constant-time comparisons). Then every matching resource that the Receiver's
+//! CEL filters accept (`spec.resourceFilter` and `spec.resources[].filter`, with the resource's metadata as `res`
+//! and a JSON body as `req`) gets `reconcile.fluxcd.io/requestedAt=<now>` by merge patch; 200 when all were
+//! annotated, 500 otherwise (also when a filter fails to evaluate, or the body of a filtered request is not JSON).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,9 +24,10 @@ use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use super::{BodyError, read_body};
+use crate::controllers::receiver::Filters;
 use crate::resources::ResourceResolver;
 
 /// The path prefix of every receiver.
@@ -60,6 +63,10 @@ pub enum ReceiverError {
     /// Annotating at least one resource failed.
     #[error("unable to request reconciliation")]
     Annotate,
+    /// The Receiver's filters could not be set up for this request (an invalid expression, a JSON body that does
+    /// not parse).
+    #[error("unable to create resource filter")]
+    Filter,
 }
 
 impl IntoResponse for ReceiverError {
@@ -72,7 +79,7 @@ impl IntoResponse for ReceiverError {
             }
             ReceiverError::NotFound => StatusCode::NOT_FOUND,
             ReceiverError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ReceiverError::Annotate => StatusCode::INTERNAL_SERVER_ERROR,
+            ReceiverError::Annotate | ReceiverError::Filter => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, self.to_string()).into_response()
     }
@@ -176,9 +183,31 @@ async fn handle_payload(
         error!(name, namespace, error = %reason, "unable to validate payload");
         return Err(ReceiverError::Invalid(reason));
     }
+    let filters = Filters::compile(&receiver).map_err(|e| {
+        error!(name, namespace, error = %e, "unable to create resource filter");
+        ReceiverError::Filter
+    })?;
+    let filtered = filters.top.is_some() || filters.per_resource.iter().any(Option::is_some);
+    // As Flux: the body is `req` only when it is JSON; otherwise `req` is empty.
+    let req = if filtered && is_json(&parts.headers) {
+        serde_json::from_slice::<serde_json::Value>(&body).map_err(|e| {
+            error!(name, namespace, error = %e, "unable to create resource filter: failed to parse request body as JSON");
+            ReceiverError::Filter
+        })?
+    } else {
+        serde_json::json!({})
+    };
     let mut failed = false;
-    for resource in &receiver.spec.resources {
-        if let Err(e) = server.request_reconciliation(resource, &namespace).await {
+    for (index, resource) in receiver.spec.resources.iter().enumerate() {
+        let filter = Filter {
+            filters: &filters,
+            index,
+            req: &req,
+        };
+        if let Err(e) = server
+            .request_reconciliation(resource, &namespace, filtered.then_some(&filter))
+            .await
+        {
             error!(name, namespace, kind = %resource.kind, resource = %resource.name, error = %e,
                 "unable to request reconciliation");
             failed = true;
@@ -189,6 +218,21 @@ async fn handle_payload(
     } else {
         Ok(StatusCode::OK)
     }
+}
+
+/// Whether a `Content-Type` header names `application/json` (any of its comma-separated values).
+fn is_json(headers: &HeaderMap) -> bool {
+    header(headers, "content-type")
+        .split(',')
+        .filter_map(|v| v.split(';').next())
+        .any(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The filters that decide for one entry of `spec.resources`.
+struct Filter<'a> {
+    filters: &'a Filters,
+    index: usize,
+    req: &'a serde_json::Value,
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
@@ -402,6 +446,7 @@ impl ReceiverServer {
         &self,
         resource: &ReceiverResource,
         default_namespace: &str,
+        filter: Option<&Filter<'_>>,
     ) -> Result<(), String> {
         let namespace = match resource.namespace.as_deref().filter(|n| !n.is_empty()) {
             Some(ns) if self.no_cross_namespace_refs && ns != default_namespace => {
@@ -428,7 +473,7 @@ impl ReceiverServer {
             })?;
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.resources.client().clone(), namespace, &api_resource);
-        let names = if resource.name == "*" {
+        let candidates = if resource.name == "*" {
             let labels = resource
                 .match_labels
                 .as_ref()
@@ -449,16 +494,40 @@ impl ReceiverServer {
             if list.items.is_empty() {
                 error!(kind = %resource.kind, namespace, "no resources found with matching labels {labels:?}");
             }
-            list.items.iter().map(|o| o.name_any()).collect()
+            list.items
+                .into_iter()
+                .map(|o| o.metadata)
+                .collect::<Vec<_>>()
         } else {
-            api.get_metadata(&resource.name).await.map_err(|e| {
+            let found = api.get_metadata(&resource.name).await.map_err(|e| {
                 format!(
                     "unable to read {} '{namespace}/{}': {e}",
                     resource.kind, resource.name
                 )
             })?;
-            vec![resource.name.clone()]
+            vec![found.metadata]
         };
+        let mut names = Vec::with_capacity(candidates.len());
+        for metadata in candidates {
+            let name = metadata.name.clone().unwrap_or_default();
+            if let Some(f) = filter {
+                // `res` is the resource's metadata, as Flux's PartialObjectMetadata.
+                let res = serde_json::json!({
+                    "apiVersion": api_version,
+                    "kind": resource.kind,
+                    "metadata": metadata,
+                });
+                if !f
+                    .filters
+                    .accept(f.index, &res, f.req)
+                    .map_err(|e| e.to_string())?
+                {
+                    debug!(kind = %resource.kind, name, namespace, "resource NOT annotated because CEL expression returned false");
+                    continue;
+                }
+            }
+            names.push(name);
+        }
         let now = jiff::Timestamp::now().to_string();
         let patch = serde_json::json!({"metadata": {"annotations": BTreeMap::from([(RECONCILE_REQUEST, now)])}});
         let params = PatchParams {
