@@ -1,7 +1,6 @@
 //! `riptide reconcile <kind> <name>`: asks the controller for a reconciliation now (sets
 //! `reconcile.fluxcd.io/requestedAt`, as `flux reconcile` does) and waits for its result.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -48,12 +47,9 @@ pub struct ReconcileArgs {
     /// How long to wait for the result.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
-    /// The cluster. Default: `KUBECONFIG`, else the API server `riptide up` started, else `~/.kube/config`.
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
-    /// Where `riptide up` keeps its state (default `~/.local/share/riptide`).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    /// The cluster.
+    #[command(flatten)]
+    pub cluster: status::ClusterArgs,
 }
 
 /// Requests the reconciliation and waits for it.
@@ -61,13 +57,8 @@ pub fn run(args: &ReconcileArgs, out: &mut dyn std::io::Write) -> anyhow::Result
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(status::default_data_dir);
-    let kubeconfig = status::resolve_kubeconfig(args.kubeconfig.as_deref(), &data_dir);
     runtime.block_on(async {
-        let client = status::client(kubeconfig.as_deref()).await?;
+        let client = args.cluster.client().await?;
         let deadline = Instant::now() + args.timeout;
         let kind = args.kind.flux_kind();
         if args.with_source && args.kind == ReconcileKind::Kustomization {

@@ -259,6 +259,27 @@ pub fn resolve_kubeconfig(flag: Option<&Path>, data_dir: &Path) -> Option<PathBu
     ours.is_file().then_some(ours)
 }
 
+/// The cluster flags of the commands that talk to one (`get`, `reconcile`, `suspend`, `resume`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClusterArgs {
+    /// The cluster. Default: `KUBECONFIG`, else the API server `riptide up` started
+    /// (`<data-dir>/kubeconfig`), else `~/.kube/config`.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Where `riptide up` keeps its state (default `~/.local/share/riptide`).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl ClusterArgs {
+    /// A client for the cluster these flags name.
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        let data_dir = self.data_dir.clone().unwrap_or_else(default_data_dir);
+        let kubeconfig = resolve_kubeconfig(self.kubeconfig.as_deref(), &data_dir);
+        client(kubeconfig.as_deref()).await
+    }
+}
+
 /// A client for `kubeconfig` (kube's default inference when `None`).
 pub async fn client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
     let config = match kubeconfig {

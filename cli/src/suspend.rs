@@ -2,7 +2,6 @@
 //! suspending sets `spec.suspend: true` (the controller then leaves the object and what it manages alone);
 //! resuming sets it back to false, asks for a reconciliation and waits for its result.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -22,12 +21,9 @@ pub struct SuspendArgs {
     /// The object's namespace.
     #[arg(short = 'n', long, default_value = "flux-system")]
     pub namespace: String,
-    /// The cluster. Default: `KUBECONFIG`, else the API server `riptide up` started, else `~/.kube/config`.
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
-    /// Where `riptide up` keeps its state (default `~/.local/share/riptide`).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
+    /// The cluster.
+    #[command(flatten)]
+    pub cluster: status::ClusterArgs,
 }
 
 /// Arguments of `riptide resume`.
@@ -46,23 +42,9 @@ pub struct ResumeArgs {
     /// How long to wait for the result.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
-    /// The cluster. Default: `KUBECONFIG`, else the API server `riptide up` started, else `~/.kube/config`.
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
-    /// Where `riptide up` keeps its state (default `~/.local/share/riptide`).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-}
-
-async fn client(
-    kubeconfig: Option<&std::path::Path>,
-    data_dir: Option<&std::path::Path>,
-) -> anyhow::Result<kube::Client> {
-    let data_dir = data_dir
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(status::default_data_dir);
-    let kubeconfig = status::resolve_kubeconfig(kubeconfig, &data_dir);
-    status::client(kubeconfig.as_deref()).await
+    /// The cluster.
+    #[command(flatten)]
+    pub cluster: status::ClusterArgs,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -74,7 +56,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Sets `spec.suspend: true`.
 pub fn suspend(args: &SuspendArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let client = client(args.kubeconfig.as_deref(), args.data_dir.as_deref()).await?;
+        let client = args.cluster.client().await?;
         let kind = args.kind.flux_kind();
         writeln!(
             out,
@@ -96,7 +78,7 @@ pub fn suspend(args: &SuspendArgs, out: &mut dyn std::io::Write) -> anyhow::Resu
 /// Sets `spec.suspend: false`, requests a reconciliation and (with `--wait`) waits for it.
 pub fn resume(args: &ResumeArgs, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     runtime()?.block_on(async {
-        let client = client(args.kubeconfig.as_deref(), args.data_dir.as_deref()).await?;
+        let client = args.cluster.client().await?;
         let kind = args.kind.flux_kind();
         let lower = kind.kind.to_lowercase();
         writeln!(
