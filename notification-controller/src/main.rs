@@ -10,7 +10,10 @@ fn main() -> anyhow::Result<()> {
         let controller = notification_controller::start(
             args,
             None,
-            notification_controller::server::dispatch::DispatchConfig::default(),
+            notification_controller::server::dispatch::DispatchConfig {
+                endpoints: notification_controller::notifier::Endpoints::from_env(),
+                ..Default::default()
+            },
         )
         .await?;
         controller.wait().await;

@@ -46,11 +46,7 @@ pub fn payload(event: &FluxEvent) -> Value {
         "reportingcontroller".into(),
         event.reporting_controller.clone(),
     );
-    let starts_at = event
-        .timestamp
-        .parse::<jiff::Timestamp>()
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|_| "0001-01-01T00:00:00Z".into());
+    let starts_at = super::rfc3339(event);
     json!([{
         "status": "firing",
         "labels": labels,
@@ -79,7 +75,7 @@ mod tests {
         let Notifier::Webhook(b) = n else {
             panic!("not a webhook")
         };
-        let req = b.request(&event(Severity::Info)).unwrap();
+        let req = b.requests(&event(Severity::Info)).unwrap().remove(0);
         assert_eq!(req.basic_auth, Some(("u".into(), "p".into())));
         assert_golden(
             &req.body,

@@ -97,7 +97,7 @@ mod tests {
 
     fn request(s: ProviderSettings) -> super::super::Request {
         match Notifier::new(s).unwrap() {
-            Notifier::Webhook(b) => b.request(&event(Severity::Info)).unwrap(),
+            Notifier::Webhook(b) => b.requests(&event(Severity::Info)).unwrap().remove(0),
             Notifier::CommitStatus(_) => panic!("not a webhook"),
         }
     }

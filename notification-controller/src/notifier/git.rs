@@ -1,9 +1,12 @@
-//! Commit statuses on GitHub and GitLab: state from the severity, context from `kind/name/<provider uid>`,
-//! description from the reason; an identical latest status is not posted again.
+//! Commit statuses on GitHub, GitLab, Gitea, Bitbucket Cloud and Bitbucket Server: state from the severity,
+//! context from `kind/name/<provider uid>` (Bitbucket: its SHA-1 as the key), description from the reason; an
+//! identical latest status is not posted again.
 
 use common::events::{FluxEvent, Severity};
 use serde::Deserialize;
 use serde_json::json;
+
+use sha1::{Digest, Sha1};
 
 use super::client::{Retry, send};
 use super::{HttpSettings, NotifierError, ProviderSettings, Request, ResponseCheck};
@@ -92,17 +95,50 @@ pub fn describe_reason(reason: &str) -> String {
 enum Forge {
     GitHub,
     GitLab,
+    Gitea,
+    Bitbucket,
+    BitbucketServer,
+}
+
+impl Forge {
+    fn name(self) -> &'static str {
+        match self {
+            Forge::GitHub => "github",
+            Forge::GitLab => "gitlab",
+            Forge::Gitea => "gitea",
+            Forge::Bitbucket => "bitbucket",
+            Forge::BitbucketServer => "bitbucket server",
+        }
+    }
 }
 
 /// A commit status provider.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct CommitStatus {
     forge: Forge,
+    /// The API base: `…/api/v3`, `…/api/v4`, `…/api/v1`, Bitbucket's `…/2.0`, or Bitbucket Server's
+    /// `…/rest/api/latest/projects/<key>/repos/<slug>/commits`.
     api: String,
+    /// `owner/repo` (GitLab: the project path).
     repo: String,
-    token: String,
+    /// Headers carrying the credentials (and Bitbucket Server's XSRF opt-outs).
+    auth_headers: Vec<(String, String)>,
+    /// Basic auth (Bitbucket, and Bitbucket Server without a token).
+    basic_auth: Option<(String, String)>,
     context: String,
+    /// The Provider's address (Bitbucket Server links the build status to it).
+    address: String,
     http: HttpSettings,
+}
+
+impl std::fmt::Debug for CommitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommitStatus")
+            .field("forge", &self.forge)
+            .field("repo", &self.repo)
+            .field("context", &self.context)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Deserialize)]
@@ -110,6 +146,17 @@ struct GitHubStatus {
     context: Option<String>,
     state: Option<String>,
     description: Option<String>,
+}
+
+/// Gitea names the state `status`.
+#[derive(Deserialize)]
+struct GiteaStatus {
+    #[serde(default)]
+    context: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    description: String,
 }
 
 #[derive(Deserialize)]
@@ -120,40 +167,184 @@ struct GitLabStatus {
     name: Option<String>,
 }
 
-impl CommitStatus {
-    /// From the Provider: `address` is the repository URL (https or ssh), `token` the API token.
-    pub fn new(settings: ProviderSettings) -> Result<Self, NotifierError> {
-        let forge = if settings.type_ == "github" {
-            Forge::GitHub
+/// A Bitbucket (Cloud or Server) build status.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct BuildStatus {
+    key: String,
+    state: String,
+    name: String,
+    description: String,
+}
+
+/// What an event becomes on the forge.
+struct Status {
+    sha: String,
+    state: &'static str,
+    description: String,
+}
+
+/// `segment` percent-encoded for a URL path, as Go's `url.PathEscape`.
+fn path_escape(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~$&+:=@".contains(&b) {
+            out.push(char::from(b));
         } else {
-            Forge::GitLab
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Bitbucket Server's commits API for an http(s) clone URL `…[/context]/scm/<project>/<repo>.git`.
+fn bitbucket_server_api(address: &str) -> Result<String, NotifierError> {
+    let invalid = |why: &str| NotifierError::Config(format!("could not parse git address: {why}"));
+    let url = url::Url::parse(address.trim()).map_err(|_| invalid("not a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(&format!(
+            "unsupported scheme type in address: {}. Must be http or https",
+            url.scheme()
+        )));
+    }
+    let path = url.path().trim_end_matches(".git");
+    let Some(at) = path.rfind("/scm/") else {
+        return Err(invalid(
+            "supplied provider address is not http(s) git clone url",
+        ));
+    };
+    let (context_path, id) = (&path[..at], &path[at + "/scm/".len()..]);
+    let Some((project, repo)) = id.split_once('/').filter(|(_, r)| !r.contains('/')) else {
+        return Err(invalid(&format!("invalid repository id {id:?}")));
+    };
+    Ok(format!(
+        "{}{context_path}/rest/api/latest/projects/{project}/repos/{repo}/commits",
+        super::origin(&url)
+    ))
+}
+
+impl CommitStatus {
+    /// From the Provider: `address` is the repository URL (https or ssh; Bitbucket Server: the https clone
+    /// URL), the secret's `token` the API token (GitLab, Gitea: or `password`; Bitbucket: `<user>:<password>`;
+    /// Bitbucket Server: or `username` and `password`).
+    pub fn new(settings: ProviderSettings) -> Result<Self, NotifierError> {
+        let forge = match settings.type_.as_str() {
+            "github" => Forge::GitHub,
+            "gitlab" => Forge::GitLab,
+            "gitea" => Forge::Gitea,
+            "bitbucket" => Forge::Bitbucket,
+            "bitbucketserver" => Forge::BitbucketServer,
+            other => return Err(NotifierError::Unsupported(other.to_owned())),
         };
+        let mut token = settings.token.clone();
+        if matches!(forge, Forge::GitLab | Forge::Gitea) && token.is_empty() {
+            token = settings.password.clone();
+        }
+        if forge == Forge::BitbucketServer {
+            return Self::bitbucket_server(settings);
+        }
+        if forge == Forge::Bitbucket && token.is_empty() {
+            return Err(NotifierError::Config(
+                "bitbucket token cannot be empty".into(),
+            ));
+        }
         if settings.commit_status.is_empty() {
             return Err(NotifierError::Config(
                 "commit status cannot be empty".into(),
             ));
         }
-        if forge == Forge::GitLab && settings.token.is_empty() {
-            return Err(NotifierError::Config("gitlab token cannot be empty".into()));
+        if matches!(forge, Forge::GitLab | Forge::Gitea) && token.is_empty() {
+            return Err(NotifierError::Config(format!(
+                "{} token cannot be empty",
+                forge.name()
+            )));
         }
         let (scheme, host, repo) = parse_git_address(&settings.address)?;
         let api = match forge {
             Forge::GitHub if host == "github.com" => "https://api.github.com".to_owned(),
             Forge::GitHub => format!("{scheme}://{host}/api/v3"),
             Forge::GitLab => format!("{scheme}://{host}/api/v4"),
+            Forge::Gitea => format!("{scheme}://{host}/api/v1"),
+            Forge::Bitbucket | Forge::BitbucketServer => settings
+                .endpoints
+                .bitbucket
+                .trim_end_matches('/')
+                .to_owned(),
         };
-        if forge == Forge::GitHub && repo.split('/').count() != 2 {
+        if forge != Forge::GitLab && repo.split('/').count() != 2 {
             return Err(NotifierError::Config(format!(
                 "invalid repository id {repo:?}"
             )));
+        }
+        let mut auth_headers = Vec::new();
+        let mut basic_auth = None;
+        let mut http = settings.http;
+        match forge {
+            Forge::GitHub => {
+                auth_headers.push(("Accept".into(), "application/vnd.github+json".into()));
+                if !token.is_empty() {
+                    auth_headers.push(("Authorization".into(), format!("Bearer {token}")));
+                }
+            }
+            Forge::GitLab => auth_headers.push(("PRIVATE-TOKEN".into(), token)),
+            Forge::Gitea => auth_headers.push(("Authorization".into(), format!("token {token}"))),
+            // (Bitbucket Server returned above.)
+            Forge::Bitbucket | Forge::BitbucketServer => {
+                let parts: Vec<&str> = token.split(':').collect();
+                let [user, password] = parts[..] else {
+                    return Err(NotifierError::Config(
+                        "invalid token format, expected to be <user>:<password>".into(),
+                    ));
+                };
+                basic_auth = Some((user.to_owned(), password.to_owned()));
+                // Flux's Bitbucket client takes TLS settings but no proxy.
+                http.proxy = None;
+            }
         }
         Ok(CommitStatus {
             forge,
             api,
             repo,
-            token: settings.token,
+            auth_headers,
+            basic_auth,
             context: settings.commit_status,
-            http: settings.http,
+            address: settings.address,
+            http,
+        })
+    }
+
+    fn bitbucket_server(settings: ProviderSettings) -> Result<Self, NotifierError> {
+        let api = bitbucket_server_api(&settings.address)?;
+        if settings.commit_status.is_empty() {
+            return Err(NotifierError::Config(
+                "commit status cannot be empty".into(),
+            ));
+        }
+        let mut auth_headers = Vec::new();
+        let mut basic_auth = None;
+        if !settings.token.is_empty() {
+            auth_headers.push(("Authorization".into(), format!("Bearer {}", settings.token)));
+        } else if !settings.username.is_empty() && !settings.password.is_empty() {
+            basic_auth = Some((settings.username.clone(), settings.password.clone()));
+        } else {
+            return Err(NotifierError::Config(
+                "invalid credentials, expected to be one of username/password or API Token".into(),
+            ));
+        }
+        auth_headers.push(("x-atlassian-token".into(), "no-check".into()));
+        auth_headers.push(("x-requested-with".into(), "XMLHttpRequest".into()));
+        let mut http = settings.http;
+        // Flux's Bitbucket Server client takes TLS settings but no proxy.
+        http.proxy = None;
+        Ok(CommitStatus {
+            forge: Forge::BitbucketServer,
+            api,
+            repo: String::new(),
+            auth_headers,
+            basic_auth,
+            context: settings.commit_status,
+            address: settings.address,
+            http,
         })
     }
 
@@ -161,25 +352,36 @@ impl CommitStatus {
         &self.http
     }
 
-    fn auth(&self) -> Vec<(String, String)> {
-        let mut headers = Vec::new();
-        match self.forge {
-            Forge::GitHub => {
-                headers.push(("Accept".into(), "application/vnd.github+json".into()));
-                if !self.token.is_empty() {
-                    headers.push(("Authorization".into(), format!("Bearer {}", self.token)));
-                }
-            }
-            Forge::GitLab => headers.push(("PRIVATE-TOKEN".into(), self.token.clone())),
-        }
-        headers
-    }
-
     fn project(&self) -> String {
         url::form_urlencoded::byte_serialize(self.repo.as_bytes()).collect()
     }
 
-    /// The request listing the statuses already on `sha`.
+    /// `owner/repo` with each part path-escaped.
+    fn owner_repo(&self) -> String {
+        self.repo
+            .split('/')
+            .map(path_escape)
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
+    /// Bitbucket's status key: the hex SHA-1 of the context (keys are limited to 40 characters).
+    fn key(&self) -> String {
+        hex::encode(Sha1::digest(self.context.as_bytes()))
+    }
+
+    fn request(&self, method: http::Method, url: String, body: Vec<u8>) -> Request {
+        Request {
+            method,
+            url,
+            body,
+            headers: self.auth_headers.clone(),
+            basic_auth: self.basic_auth.clone(),
+            check: ResponseCheck::Status,
+        }
+    }
+
+    /// The request reading the statuses already on `sha` (Bitbucket: the one with our key).
     pub fn list_request(&self, sha: &str) -> Request {
         let url = match self.forge {
             Forge::GitHub => format!(
@@ -195,23 +397,29 @@ impl CommitStatus {
                     self.project()
                 )
             }
+            Forge::Gitea => format!(
+                "{}/repos/{}/commits/{sha}/statuses?limit=50&page=1",
+                self.api,
+                self.owner_repo()
+            ),
+            Forge::Bitbucket => format!(
+                "{}/repositories/{}/commit/{sha}/statuses/build/{}",
+                self.api,
+                self.repo,
+                self.key()
+            ),
+            Forge::BitbucketServer => {
+                format!("{}/{sha}/builds?key={}", self.api, self.key())
+            }
         };
-        Request {
-            method: http::Method::GET,
-            url,
-            body: Vec::new(),
-            headers: self.auth(),
-            basic_auth: None,
-            check: ResponseCheck::Status,
-        }
+        self.request(http::Method::GET, url, Vec::new())
     }
 
-    /// `(sha, state, description)` for `event`, or `None` when the event is not posted (`Progressing`).
-    fn status_of(
-        &self,
-        event: &FluxEvent,
-    ) -> Result<Option<(String, &'static str, String)>, NotifierError> {
-        if event.reason == "Progressing" {
+    /// What `event` becomes, or `None` when it is not posted (`Progressing`, but on Gitea, where it is
+    /// `pending`).
+    fn status_of(&self, event: &FluxEvent) -> Result<Option<Status>, NotifierError> {
+        let progressing = event.reason == "Progressing";
+        if progressing && self.forge != Forge::Gitea {
             return Ok(None);
         }
         let revision = event
@@ -220,22 +428,44 @@ impl CommitStatus {
             .ok_or_else(|| NotifierError::Config("missing revision metadata".into()))?;
         let sha = parse_revision(revision)?;
         let state = match (self.forge, event.severity) {
-            (Forge::GitHub, Severity::Info) => "success",
-            (Forge::GitHub, Severity::Error) => "failure",
-            (Forge::GitLab, Severity::Info) => "success",
+            (Forge::Gitea, _) if progressing => "pending",
+            (Forge::GitHub | Forge::GitLab | Forge::Gitea, Severity::Info) => "success",
+            (Forge::GitHub | Forge::Gitea, Severity::Error) => "failure",
             (Forge::GitLab, Severity::Error) => "failed",
+            (Forge::Bitbucket | Forge::BitbucketServer, Severity::Info) => "SUCCESSFUL",
+            (Forge::Bitbucket | Forge::BitbucketServer, Severity::Error) => "FAILED",
             (_, Severity::Trace) => {
-                return Err(NotifierError::Config(
-                    "can't convert to commit state".into(),
-                ));
+                return Err(NotifierError::Config(format!(
+                    "can't convert to {} state",
+                    self.forge.name()
+                )));
             }
         };
-        Ok(Some((sha, state, describe_reason(&event.reason))))
+        Ok(Some(Status {
+            sha,
+            state,
+            description: describe_reason(&event.reason),
+        }))
+    }
+
+    /// Bitbucket's status name: `kind/name` (Server: with the description, which its UI shows).
+    fn bitbucket_name(&self, event: &FluxEvent, description: &str) -> String {
+        let (name, _) = super::name_and_description(event);
+        if self.forge == Forge::BitbucketServer {
+            format!("{name} [{description}]")
+        } else {
+            name
+        }
     }
 
     /// The request creating the status for `event`, or `None` when the event is not posted.
     pub fn create_request(&self, event: &FluxEvent) -> Result<Option<Request>, NotifierError> {
-        let Some((sha, state, description)) = self.status_of(event)? else {
+        let Some(Status {
+            sha,
+            state,
+            description,
+        }) = self.status_of(event)?
+        else {
             return Ok(None);
         };
         let (url, body) = match self.forge {
@@ -247,33 +477,73 @@ impl CommitStatus {
                 format!("{}/projects/{}/statuses/{sha}", self.api, self.project()),
                 json!({"state": state, "name": self.context, "description": description}),
             ),
+            Forge::Gitea => (
+                format!("{}/repos/{}/statuses/{sha}", self.api, self.owner_repo()),
+                json!({"state": state, "target_url": "", "description": description, "context": self.context}),
+            ),
+            Forge::Bitbucket => (
+                format!(
+                    "{}/repositories/{}/commit/{sha}/statuses/build",
+                    self.api, self.repo
+                ),
+                json!({
+                    "key": self.key(),
+                    "url": "https://bitbucket.org",
+                    "state": state,
+                    "name": self.bitbucket_name(event, &description),
+                    "description": description,
+                }),
+            ),
+            Forge::BitbucketServer => (
+                format!("{}/{sha}/builds", self.api),
+                json!({
+                    "description": description,
+                    "key": self.key(),
+                    "name": self.bitbucket_name(event, &description),
+                    "state": state,
+                    "url": self.address,
+                }),
+            ),
         };
-        Ok(Some(Request {
-            method: http::Method::POST,
-            url,
-            body: serde_json::to_vec(&body).map_err(|e| NotifierError::Config(e.to_string()))?,
-            headers: self.auth(),
-            basic_auth: None,
-            check: ResponseCheck::Status,
-        }))
+        let body = serde_json::to_vec(&body).map_err(|e| NotifierError::Config(e.to_string()))?;
+        Ok(Some(self.request(http::Method::POST, url, body)))
     }
 
-    /// Whether the statuses listed (`body`) already hold this one.
-    fn is_duplicate(&self, body: &[u8], sha: &str, state: &str, description: &str) -> bool {
+    /// Whether the statuses read (`body`) already hold this one.
+    fn is_duplicate(
+        &self,
+        body: &[u8],
+        sha: &str,
+        state: &str,
+        description: &str,
+        name: &str,
+    ) -> bool {
         match self.forge {
             Forge::GitHub => {
                 let Ok(statuses) = serde_json::from_slice::<Vec<GitHubStatus>>(body) else {
                     return false;
                 };
-                // The newest status of our context decides.
+                // The newest complete status of our context decides.
                 statuses
                     .iter()
-                    .filter(|s| s.state.is_some() && s.description.is_some())
+                    .filter(|s| s.context.is_some() && s.state.is_some() && s.description.is_some())
                     .find(|s| s.context.as_deref() == Some(self.context.as_str()))
                     .is_some_and(|s| {
                         s.state.as_deref() == Some(state)
                             && s.description.as_deref() == Some(description)
                     })
+            }
+            Forge::Gitea => {
+                let Ok(statuses) = serde_json::from_slice::<Vec<GiteaStatus>>(body) else {
+                    return false;
+                };
+                statuses
+                    .iter()
+                    .filter(|s| {
+                        !s.context.is_empty() && !s.status.is_empty() && !s.description.is_empty()
+                    })
+                    .find(|s| s.context == self.context)
+                    .is_some_and(|s| s.status == state && s.description == description)
             }
             Forge::GitLab => {
                 let Ok(statuses) = serde_json::from_slice::<Vec<GitLabStatus>>(body) else {
@@ -286,6 +556,14 @@ impl CommitStatus {
                         && s.name.as_deref() == Some(self.context.as_str())
                 })
             }
+            Forge::Bitbucket => serde_json::from_slice::<BuildStatus>(body)
+                .is_ok_and(|s| s.state == state && s.description == description),
+            Forge::BitbucketServer => serde_json::from_slice::<BuildStatus>(body).is_ok_and(|s| {
+                s.key == self.key()
+                    && s.state == state
+                    && s.description == description
+                    && s.name == name
+            }),
         }
     }
 
@@ -295,13 +573,30 @@ impl CommitStatus {
         event: &FluxEvent,
         retry: Retry,
     ) -> Result<(), NotifierError> {
-        let Some((sha, state, description)) = self.status_of(event)? else {
+        let Some(Status {
+            sha,
+            state,
+            description,
+        }) = self.status_of(event)?
+        else {
             return Ok(());
         };
-        let listed = send(client, &self.list_request(&sha), retry)
-            .await
-            .map_err(|e| NotifierError::Rejected(format!("could not list commit statuses: {e}")))?;
-        if self.is_duplicate(&listed, &sha, state, &description) {
+        let listed = match send(client, &self.list_request(&sha), retry).await {
+            Ok(body) => body,
+            // Bitbucket answers 404 for a key it has no status for yet.
+            Err(NotifierError::Status { status: 404, .. })
+                if matches!(self.forge, Forge::Bitbucket | Forge::BitbucketServer) =>
+            {
+                bytes::Bytes::new()
+            }
+            Err(e) => {
+                return Err(NotifierError::Rejected(format!(
+                    "could not list commit statuses: {e}"
+                )));
+            }
+        };
+        let name = self.bitbucket_name(event, &description);
+        if self.is_duplicate(&listed, &sha, state, &description, &name) {
             return Ok(());
         }
         if let Some(request) = self.create_request(event)? {
@@ -440,7 +735,219 @@ mod tests {
         assert!(p.create_request(&e).unwrap().is_none());
         let listed = br#"[{"context":"kustomization/podinfo/0c5c3f1a","state":"success","description":"reconciliation succeeded"},
                          {"context":"kustomization/podinfo/0c5c3f1a","state":"failure","description":"old"}]"#;
-        assert!(p.is_duplicate(listed, "x", "success", "reconciliation succeeded"));
-        assert!(!p.is_duplicate(listed, "x", "failure", "reconciliation succeeded"));
+        assert!(p.is_duplicate(listed, "x", "success", "reconciliation succeeded", ""));
+        assert!(!p.is_duplicate(listed, "x", "failure", "reconciliation succeeded", ""));
+    }
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    /// sha1("kustomization/podinfo/0c5c3f1a"): Bitbucket's key for the test context.
+    fn key() -> String {
+        hex::encode(Sha1::digest(b"kustomization/podinfo/0c5c3f1a"))
+    }
+
+    #[test]
+    fn gitea_golden() {
+        let p = provider("gitea", "https://gitea.example.com/org/app.git");
+        let req = p.create_request(&event(Severity::Error)).unwrap().unwrap();
+        assert_eq!(
+            req.url,
+            format!("https://gitea.example.com/api/v1/repos/org/app/statuses/{SHA}")
+        );
+        assert_eq!(
+            req.headers,
+            vec![("Authorization".to_owned(), "token ghp_secret".to_owned())]
+        );
+        super::super::testdata::assert_golden(
+            &req.body,
+            r#"{"state": "failure", "target_url": "", "description": "reconciliation succeeded", "context": "kustomization/podinfo/0c5c3f1a"}"#,
+        );
+        assert_eq!(
+            p.list_request(SHA).url,
+            format!(
+                "https://gitea.example.com/api/v1/repos/org/app/commits/{SHA}/statuses?limit=50&page=1"
+            )
+        );
+        // Progressing is posted as pending on Gitea (GitHub skips it).
+        let mut e = event(Severity::Info);
+        e.reason = "Progressing".into();
+        let req = p.create_request(&e).unwrap().unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        assert_eq!(body["state"], "pending");
+        // Gitea lists the state as `status`.
+        let listed = br#"[{"context":"kustomization/podinfo/0c5c3f1a","status":"failure","description":"reconciliation succeeded"}]"#;
+        assert!(p.is_duplicate(listed, SHA, "failure", "reconciliation succeeded", ""));
+        assert!(!p.is_duplicate(listed, SHA, "success", "reconciliation succeeded", ""));
+    }
+
+    #[test]
+    fn gitea_and_gitlab_take_the_password_without_a_token() {
+        for type_ in ["gitea", "gitlab"] {
+            let mut s = ProviderSettings {
+                type_: type_.into(),
+                address: "https://git.example.com/org/app".into(),
+                commit_status: "kustomization/podinfo/0c5c3f1a".into(),
+                ..Default::default()
+            };
+            let err = CommitStatus::new(s.clone()).unwrap_err();
+            assert_eq!(err.to_string(), format!("{type_} token cannot be empty"));
+            s.password = "from-password".into();
+            let p = CommitStatus::new(s).unwrap();
+            assert!(
+                p.auth_headers
+                    .iter()
+                    .any(|(_, v)| v.ends_with("from-password")),
+                "{type_}"
+            );
+        }
+        let invalid = CommitStatus::new(ProviderSettings {
+            type_: "gitea".into(),
+            address: "https://git.example.com/group/sub/app".into(),
+            token: "t".into(),
+            commit_status: "c".into(),
+            ..Default::default()
+        });
+        assert!(invalid.is_err());
+    }
+
+    #[test]
+    fn bitbucket_golden() {
+        let mut s = ProviderSettings {
+            type_: "bitbucket".into(),
+            address: "ssh://git@bitbucket.org/owner/repo.git".into(),
+            token: "user:app-password".into(),
+            commit_status: "kustomization/podinfo/0c5c3f1a".into(),
+            http: HttpSettings {
+                proxy: Some("http://proxy:3128".into()),
+                tls: None,
+            },
+            ..Default::default()
+        };
+        let p = CommitStatus::new(s.clone()).unwrap();
+        assert!(
+            p.http().proxy.is_none(),
+            "Flux's Bitbucket client has no proxy"
+        );
+        let req = p.create_request(&event(Severity::Info)).unwrap().unwrap();
+        assert_eq!(
+            req.url,
+            format!(
+                "https://api.bitbucket.org/2.0/repositories/owner/repo/commit/{SHA}/statuses/build"
+            )
+        );
+        assert_eq!(req.basic_auth, Some(("user".into(), "app-password".into())));
+        assert!(req.headers.is_empty());
+        super::super::testdata::assert_golden(
+            &req.body,
+            &format!(
+                r#"{{"key": "{}", "url": "https://bitbucket.org", "state": "SUCCESSFUL", "name": "kustomization/podinfo", "description": "reconciliation succeeded"}}"#,
+                key()
+            ),
+        );
+        assert_eq!(
+            p.list_request(SHA).url,
+            format!(
+                "https://api.bitbucket.org/2.0/repositories/owner/repo/commit/{SHA}/statuses/build/{}",
+                key()
+            )
+        );
+        let listed = br#"{"key":"k","state":"SUCCESSFUL","description":"reconciliation succeeded","name":"x"}"#;
+        assert!(p.is_duplicate(listed, SHA, "SUCCESSFUL", "reconciliation succeeded", ""));
+        assert!(!p.is_duplicate(b"", SHA, "SUCCESSFUL", "reconciliation succeeded", ""));
+        // The token must be user:password.
+        s.token = "just-a-token".into();
+        assert_eq!(
+            CommitStatus::new(s).unwrap_err().to_string(),
+            "invalid token format, expected to be <user>:<password>"
+        );
+    }
+
+    #[test]
+    fn bitbucket_server_golden() {
+        let address = "https://bitbucket.example.com/context/scm/proj/repo.git";
+        let mut s = ProviderSettings {
+            type_: "bitbucketserver".into(),
+            address: address.into(),
+            token: "bbs-token".into(),
+            commit_status: "kustomization/podinfo/0c5c3f1a".into(),
+            ..Default::default()
+        };
+        let p = CommitStatus::new(s.clone()).unwrap();
+        let req = p.create_request(&event(Severity::Error)).unwrap().unwrap();
+        assert_eq!(
+            req.url,
+            format!(
+                "https://bitbucket.example.com/context/rest/api/latest/projects/proj/repos/repo/commits/{SHA}/builds"
+            )
+        );
+        assert_eq!(
+            req.headers,
+            vec![
+                ("Authorization".to_owned(), "Bearer bbs-token".to_owned()),
+                ("x-atlassian-token".to_owned(), "no-check".to_owned()),
+                ("x-requested-with".to_owned(), "XMLHttpRequest".to_owned()),
+            ]
+        );
+        super::super::testdata::assert_golden(
+            &req.body,
+            &format!(
+                r#"{{"description": "reconciliation succeeded", "key": "{}", "name": "kustomization/podinfo [reconciliation succeeded]", "state": "FAILED", "url": "{address}"}}"#,
+                key()
+            ),
+        );
+        assert_eq!(
+            p.list_request(SHA).url,
+            format!(
+                "https://bitbucket.example.com/context/rest/api/latest/projects/proj/repos/repo/commits/{SHA}/builds?key={}",
+                key()
+            )
+        );
+        let listed = format!(
+            r#"{{"key":"{}","state":"FAILED","description":"reconciliation succeeded","name":"kustomization/podinfo [reconciliation succeeded]"}}"#,
+            key()
+        );
+        let name = "kustomization/podinfo [reconciliation succeeded]";
+        assert!(p.is_duplicate(
+            listed.as_bytes(),
+            SHA,
+            "FAILED",
+            "reconciliation succeeded",
+            name
+        ));
+        assert!(!p.is_duplicate(
+            listed.as_bytes(),
+            SHA,
+            "SUCCESSFUL",
+            "reconciliation succeeded",
+            name
+        ));
+        // Without a token: username and password.
+        s.token.clear();
+        assert!(CommitStatus::new(s.clone()).is_err());
+        s.username = "bot".into();
+        s.password = "pw".into();
+        let p = CommitStatus::new(s.clone()).unwrap();
+        assert_eq!(p.basic_auth, Some(("bot".into(), "pw".into())));
+        // Only http(s) clone URLs with /scm/.
+        for bad in [
+            "ssh://git@bitbucket.example.com:7999/proj/repo.git",
+            "https://bitbucket.example.com/proj/repo.git",
+            "https://bitbucket.example.com/scm/proj/sub/repo.git",
+        ] {
+            s.address = bad.into();
+            assert!(CommitStatus::new(s.clone()).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn go_path_escape() {
+        assert_eq!(path_escape("a b/c?d;e,f"), "a%20b%2Fc%3Fd%3Be%2Cf");
+        assert_eq!(path_escape("my-repo_1.x~$&+:=@"), "my-repo_1.x~$&+:=@");
+    }
+
+    #[test]
+    fn debug_hides_credentials() {
+        let p = provider("gitea", "https://gitea.example.com/org/app.git");
+        assert!(!format!("{p:?}").contains("ghp_secret"));
     }
 }

@@ -1,16 +1,24 @@
 //! Providers: from a Flux event to a post on a chat, webhook or Git forge.
 //!
 //! Each provider type has a pure payload builder (golden-tested beside it) and shares one sender,
-//! [`post_json`], that retries connection errors, 429 and 5xx answers with exponential backoff, as Flux's
+//! [`client::send`], that retries connection errors, 429 and 5xx answers with exponential backoff, as Flux's
 //! `retryablehttp` client does. The whole delivery runs under the Provider's `spec.timeout` (the caller's job).
 
 mod alertmanager;
 mod client;
+mod datadog;
 mod generic;
 mod git;
 mod googlechat;
+mod grafana;
+mod lark;
+mod matrix;
 mod msteams;
+mod opsgenie;
+mod pagerduty;
 mod slack;
+mod telegram;
+mod webex;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -81,6 +89,46 @@ pub struct ProviderSettings {
     pub commit_status: String,
     /// Proxy, TLS material.
     pub http: HttpSettings,
+    /// The fixed public APIs of the types that do not post to `address`.
+    pub endpoints: Endpoints,
+}
+
+/// The Telegram Bot API, which Flux always posts to (`spec.address` is ignored).
+pub const TELEGRAM_API: &str = "https://api.telegram.org";
+
+/// Bitbucket Cloud's API, which Flux's client always uses (the address only names the repository).
+pub const BITBUCKET_API: &str = "https://api.bitbucket.org/2.0";
+
+/// The fixed endpoints of the provider types that do not post to the Provider's address. They are the public
+/// services; the controller's configuration (never a Provider) may point them elsewhere, as tests do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoints {
+    /// The Telegram Bot API base ([`TELEGRAM_API`]).
+    pub telegram: String,
+    /// The Bitbucket Cloud API base ([`BITBUCKET_API`]).
+    pub bitbucket: String,
+}
+
+impl Default for Endpoints {
+    fn default() -> Self {
+        Endpoints {
+            telegram: TELEGRAM_API.to_owned(),
+            bitbucket: BITBUCKET_API.to_owned(),
+        }
+    }
+}
+
+impl Endpoints {
+    /// The defaults, with `BITBUCKET_API_BASE_URL` honoured as Flux's Bitbucket client (go-bitbucket) does.
+    pub fn from_env() -> Self {
+        let mut endpoints = Endpoints::default();
+        if let Ok(base) = std::env::var("BITBUCKET_API_BASE_URL")
+            && !base.trim().is_empty()
+        {
+            endpoints.bitbucket = base.trim().to_owned();
+        }
+        endpoints
+    }
 }
 
 impl std::fmt::Debug for ProviderSettings {
@@ -130,14 +178,25 @@ pub const SUPPORTED_TYPES: &[&str] = &[
     "generic",
     "generic-hmac",
     "alertmanager",
+    "telegram",
+    "matrix",
+    "opsgenie",
+    "pagerduty",
+    "grafana",
+    "webex",
+    "lark",
+    "datadog",
     "github",
     "gitlab",
+    "gitea",
+    "bitbucket",
+    "bitbucketserver",
 ];
 
 /// A request ready to send: where, what, and how to judge the answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {
-    /// The method (`POST` for chats and webhooks).
+    /// The method (`POST` for chats and webhooks, `PUT` for Matrix).
     pub method: http::Method,
     /// The URL (a secret: never logged).
     pub url: String,
@@ -163,9 +222,9 @@ pub enum ResponseCheck {
 /// A configured provider.
 #[derive(Debug, Clone)]
 pub enum Notifier {
-    /// A webhook receiving one request per event.
+    /// A webhook or API receiving a request (PagerDuty: up to two) per event.
     Webhook(WebhookBuilder),
-    /// A Git forge commit status (GitHub or GitLab): may first list existing statuses.
+    /// A Git forge commit status (GitHub, GitLab, Gitea, Bitbucket): may first list existing statuses.
     CommitStatus(git::CommitStatus),
 }
 
@@ -186,6 +245,14 @@ enum WebhookKind {
     Generic,
     GenericHmac,
     Alertmanager,
+    Telegram,
+    Matrix,
+    Opsgenie,
+    PagerDuty,
+    Grafana,
+    Webex,
+    Lark,
+    DataDog,
 }
 
 fn parse_address(kind: &str, address: &str) -> Result<url::Url, NotifierError> {
@@ -197,6 +264,15 @@ fn parse_address(kind: &str, address: &str) -> Result<url::Url, NotifierError> {
         )));
     }
     Ok(url)
+}
+
+/// `scheme://host[:port]` of `url` (Go's `URL.Scheme + "://" + URL.Host`: no credentials, no path).
+pub(crate) fn origin(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    }
 }
 
 impl Notifier {
@@ -211,21 +287,73 @@ impl Notifier {
             "generic" => WebhookKind::Generic,
             "generic-hmac" => WebhookKind::GenericHmac,
             "alertmanager" => WebhookKind::Alertmanager,
-            "github" | "gitlab" => {
+            "telegram" => WebhookKind::Telegram,
+            "matrix" => WebhookKind::Matrix,
+            "opsgenie" => WebhookKind::Opsgenie,
+            "pagerduty" => WebhookKind::PagerDuty,
+            "grafana" => WebhookKind::Grafana,
+            "webex" => WebhookKind::Webex,
+            "lark" => WebhookKind::Lark,
+            "datadog" => WebhookKind::DataDog,
+            "github" | "gitlab" | "gitea" | "bitbucket" | "bitbucketserver" => {
                 return git::CommitStatus::new(settings).map(Notifier::CommitStatus);
             }
             other => return Err(NotifierError::Unsupported(other.to_owned())),
         };
-        let mut url = parse_address(&settings.type_, &settings.address)?;
-        if kind == WebhookKind::Discord && !settings.address.trim().ends_with("/slack") {
-            // Discord's Slack-compatible endpoint.
-            let path = format!("{}/slack", url.path().trim_end_matches('/'));
-            url.set_path(&path);
+        settings.address = match kind {
+            WebhookKind::Telegram => {
+                if settings.channel.is_empty() {
+                    return Err(NotifierError::Config("empty Telegram channel".into()));
+                }
+                if settings.token.is_empty() {
+                    return Err(NotifierError::Config("empty Telegram token".into()));
+                }
+                let url = format!(
+                    "{}/bot{}/sendMessage",
+                    settings.endpoints.telegram.trim_end_matches('/'),
+                    settings.token
+                );
+                url::Url::parse(&url)
+                    .map_err(|_| NotifierError::Config("invalid Telegram API URL".into()))?
+                    .to_string()
+            }
+            WebhookKind::DataDog => {
+                if settings.token.is_empty() {
+                    return Err(NotifierError::Config("token cannot be empty".into()));
+                }
+                format!("{}/api/v1/events", datadog::api_base(&settings.address)?)
+            }
+            _ => {
+                let mut url = parse_address(&settings.type_, &settings.address)?;
+                match kind {
+                    WebhookKind::Discord if !settings.address.trim().ends_with("/slack") => {
+                        // Discord's Slack-compatible endpoint.
+                        let path = format!("{}/slack", url.path().trim_end_matches('/'));
+                        url.set_path(&path);
+                    }
+                    WebhookKind::GenericHmac if settings.token.is_empty() => {
+                        return Err(NotifierError::Config("HMAC key is empty".into()));
+                    }
+                    WebhookKind::Opsgenie if settings.token.is_empty() => {
+                        return Err(NotifierError::Config("empty Opsgenie apikey/token".into()));
+                    }
+                    _ => {}
+                }
+                if kind == WebhookKind::PagerDuty {
+                    // Only the scheme and host: the API paths are fixed.
+                    origin(&url)
+                } else {
+                    url.to_string()
+                }
+            }
+        };
+        // The transports Flux gives these types: Telegram no TLS settings, Matrix no proxy, Lark neither.
+        match kind {
+            WebhookKind::Telegram => settings.http.tls = None,
+            WebhookKind::Matrix => settings.http.proxy = None,
+            WebhookKind::Lark => settings.http = HttpSettings::default(),
+            _ => {}
         }
-        if kind == WebhookKind::GenericHmac && settings.token.is_empty() {
-            return Err(NotifierError::Config("HMAC key is empty".into()));
-        }
-        settings.address = url.to_string();
         Ok(Notifier::Webhook(WebhookBuilder { kind, settings }))
     }
 
@@ -238,8 +366,19 @@ impl Notifier {
     ) -> Result<(), NotifierError> {
         match self {
             Notifier::Webhook(builder) => {
-                let request = builder.request(event)?;
-                client::send(client, &request, retry).await.map(drop)
+                // Flux's Datadog client does not retry (a retried event would be posted twice).
+                let retry = if builder.kind == WebhookKind::DataDog {
+                    Retry {
+                        attempts: 1,
+                        ..retry
+                    }
+                } else {
+                    retry
+                };
+                for request in builder.requests(event)? {
+                    client::send(client, &request, retry).await?;
+                }
+                Ok(())
             }
             Notifier::CommitStatus(status) => status.post(client, event, retry).await,
         }
@@ -255,9 +394,12 @@ impl Notifier {
 }
 
 impl WebhookBuilder {
-    /// The request for `event` (pure: what the golden tests check).
-    pub fn request(&self, event: &FluxEvent) -> Result<Request, NotifierError> {
+    /// The requests for `event`, to send in order (pure: what the golden tests check). Most types send one;
+    /// PagerDuty sends none for `Progressing`, and a Change Event after the resolve of an info event.
+    pub fn requests(&self, event: &FluxEvent) -> Result<Vec<Request>, NotifierError> {
         let s = &self.settings;
+        let mut method = http::Method::POST;
+        let mut url = s.address.clone();
         let mut headers = Vec::new();
         let mut basic_auth = None;
         let mut check = ResponseCheck::Status;
@@ -311,15 +453,73 @@ impl WebhookBuilder {
                 }
                 to_json(&alertmanager::payload(event))?
             }
+            WebhookKind::Telegram => to_json(&telegram::payload(event, &s.channel))?,
+            WebhookKind::Matrix => {
+                let homeserver = url::Url::parse(&s.address)
+                    .map_err(|_| NotifierError::Config("invalid Matrix homeserver URL".into()))?;
+                method = http::Method::PUT;
+                url = matrix::send_url(&homeserver, &s.channel, &matrix::transaction_id(event)?);
+                headers.push(("Authorization".into(), format!("Bearer {}", s.token)));
+                to_json(&matrix::payload(event))?
+            }
+            WebhookKind::Opsgenie => {
+                headers.push(("Authorization".into(), format!("GenieKey {}", s.token)));
+                to_json(&opsgenie::payload(event, &s.uid))?
+            }
+            WebhookKind::Grafana => {
+                if !s.token.is_empty() {
+                    headers.push(("Authorization".into(), format!("Bearer {}", s.token)));
+                } else if !s.username.is_empty() && !s.password.is_empty() {
+                    basic_auth = Some((s.username.clone(), s.password.clone()));
+                }
+                to_json(&grafana::payload(event))?
+            }
+            WebhookKind::Webex => {
+                headers.push(("Authorization".into(), format!("Bearer {}", s.token)));
+                to_json(&webex::payload(event, &s.channel))?
+            }
+            WebhookKind::Lark => to_json(&lark::payload(event))?,
+            WebhookKind::DataDog => {
+                headers.push(("Accept".into(), "application/json".into()));
+                headers.push(("DD-API-KEY".into(), s.token.clone()));
+                to_json(&datadog::payload(event))?
+            }
+            WebhookKind::PagerDuty => return self.pagerduty_requests(event),
         };
-        Ok(Request {
-            method: http::Method::POST,
-            url: s.address.clone(),
+        Ok(vec![Request {
+            method,
+            url,
             body,
             headers,
             basic_auth,
             check,
-        })
+        }])
+    }
+
+    fn pagerduty_requests(&self, event: &FluxEvent) -> Result<Vec<Request>, NotifierError> {
+        if event.reason == "Progressing" {
+            return Ok(Vec::new());
+        }
+        let s = &self.settings;
+        let post = |path: &str, body: Vec<u8>| Request {
+            method: http::Method::POST,
+            url: format!("{}{path}", s.address),
+            body,
+            headers: Vec::new(),
+            basic_auth: None,
+            check: ResponseCheck::Status,
+        };
+        let mut requests = vec![post(
+            "/v2/enqueue",
+            to_json(&pagerduty::v2_event(event, &s.channel))?,
+        )];
+        if event.severity == common::events::Severity::Info {
+            requests.push(post(
+                "/v2/change/enqueue",
+                to_json(&pagerduty::change_event(event, &s.channel))?,
+            ));
+        }
+        Ok(requests)
     }
 }
 
@@ -337,6 +537,36 @@ pub(crate) fn object_name(event: &FluxEvent) -> String {
         o.name.as_deref().unwrap_or_default(),
         o.namespace.as_deref().unwrap_or_default()
     )
+}
+
+/// `kind/name` and the reason as words, lower-cased: Flux's `formatNameAndDescription`.
+pub(crate) fn name_and_description(event: &FluxEvent) -> (String, String) {
+    let o = &event.involved_object;
+    let name = format!(
+        "{}/{}",
+        o.kind.as_deref().unwrap_or_default(),
+        o.name.as_deref().unwrap_or_default()
+    )
+    .to_lowercase();
+    (name, git::describe_reason(&event.reason))
+}
+
+/// The event's time; `None` when the timestamp does not parse (Go then has its zero time).
+fn event_time(event: &FluxEvent) -> Option<jiff::Timestamp> {
+    event.timestamp.parse::<jiff::Timestamp>().ok()
+}
+
+/// The event's time as Go's `time.RFC3339` in UTC (`0001-01-01T00:00:00Z` for a timestamp that does not parse).
+pub(crate) fn rfc3339(event: &FluxEvent) -> String {
+    event_time(event)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
+}
+
+/// The event's time in Unix seconds (Go's `Time.Unix()`; its zero time for a timestamp that does not parse).
+pub(crate) fn unix_seconds(event: &FluxEvent) -> i64 {
+    const GO_ZERO_TIME: i64 = -62_135_596_800;
+    event_time(event).map_or(GO_ZERO_TIME, |t| t.as_second())
 }
 
 /// The default timeout of a Provider (Flux: 15s).
@@ -375,6 +605,21 @@ pub(crate) mod testdata {
             reporting_controller: "kustomize-controller".into(),
             reporting_instance: "kustomize-controller-7f9c-abc".into(),
         }
+    }
+
+    /// The requests a webhook-type Provider with `settings` makes for the golden event of `severity`.
+    pub fn requests(settings: super::ProviderSettings, severity: Severity) -> Vec<super::Request> {
+        match super::Notifier::new(settings).unwrap() {
+            super::Notifier::Webhook(b) => b.requests(&event(severity)).unwrap(),
+            super::Notifier::CommitStatus(_) => panic!("not a webhook"),
+        }
+    }
+
+    /// The one request a webhook-type Provider with `settings` makes for the golden event of `severity`.
+    pub fn request(settings: super::ProviderSettings, severity: Severity) -> super::Request {
+        let mut requests = requests(settings, severity);
+        assert_eq!(requests.len(), 1, "{requests:?}");
+        requests.remove(0)
     }
 
     /// Parses `expected` and compares it with `actual` as JSON values, printing both on failure.

@@ -85,7 +85,7 @@ mod tests {
         })
         .unwrap();
         match n {
-            Notifier::Webhook(b) => b.request(&event(severity)).unwrap().body,
+            Notifier::Webhook(b) => b.requests(&event(severity)).unwrap().remove(0).body,
             Notifier::CommitStatus(_) => panic!("not a webhook"),
         }
     }

@@ -134,7 +134,7 @@ mod tests {
 
     fn request(settings: ProviderSettings, severity: Severity) -> super::super::Request {
         match Notifier::new(settings).unwrap() {
-            Notifier::Webhook(b) => b.request(&event(severity)).unwrap(),
+            Notifier::Webhook(b) => b.requests(&event(severity)).unwrap().remove(0),
             Notifier::CommitStatus(_) => panic!("not a webhook"),
         }
     }

@@ -25,7 +25,7 @@ use super::matching::{
     match_sources, message_allowed, route,
 };
 use crate::notifier::{
-    DEFAULT_TIMEOUT, HttpSettings, Notifier, ProviderSettings, Retry, TlsMaterial,
+    DEFAULT_TIMEOUT, Endpoints, HttpSettings, Notifier, ProviderSettings, Retry, TlsMaterial,
     commit_status_id, mask_secrets,
 };
 use crate::resources::ResourceResolver;
@@ -34,7 +34,7 @@ use crate::resources::ResourceResolver;
 pub const DISPATCH_FAILED_REASON: &str = "NotificationDispatchFailed";
 
 /// Dispatch settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DispatchConfig {
     /// Events waiting for matching (intake answers 503 beyond).
     pub queue_capacity: usize,
@@ -44,6 +44,8 @@ pub struct DispatchConfig {
     pub provider_concurrency: usize,
     /// Retries within one notification.
     pub retry: Retry,
+    /// The fixed APIs of Telegram and Bitbucket Cloud (the public services unless pointed elsewhere).
+    pub endpoints: Endpoints,
 }
 
 impl Default for DispatchConfig {
@@ -53,6 +55,7 @@ impl Default for DispatchConfig {
             provider_queue_capacity: 256,
             provider_concurrency: 4,
             retry: Retry::default(),
+            endpoints: Endpoints::default(),
         }
     }
 }
@@ -508,6 +511,10 @@ impl Dispatcher {
         )
         .await
         .map_err(|_| "timed out reading the provider's secrets".to_owned())??;
+        let settings = ProviderSettings {
+            endpoints: self.config.endpoints.clone(),
+            ..settings
+        };
         let secrets = settings.secrets();
         let mask = |message: String| mask_secrets(&message, &secrets);
         let notifier = Notifier::new(settings).map_err(|e| {

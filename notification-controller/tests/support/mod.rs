@@ -211,6 +211,7 @@ pub enum Mode {
 /// A recorded post.
 #[derive(Clone, Debug)]
 pub struct Post {
+    pub method: String,
     pub path: String,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
@@ -242,11 +243,13 @@ impl Sink {
         };
         async fn record(
             State(state): State<SinkState>,
+            method: axum::http::Method,
             uri: axum::http::Uri,
             headers: HeaderMap,
             body: axum::body::Bytes,
         ) -> (StatusCode, &'static str) {
             state.posts.lock().unwrap().push(Post {
+                method: method.to_string(),
                 path: uri.to_string(),
                 headers,
                 body: body.to_vec(),
@@ -278,5 +281,13 @@ impl Sink {
 
     pub fn count(&self) -> usize {
         self.state.posts.lock().unwrap().len()
+    }
+
+    /// The requests whose path starts with `prefix`.
+    pub fn posts_to(&self, prefix: &str) -> Vec<Post> {
+        self.posts()
+            .into_iter()
+            .filter(|p| p.path.starts_with(prefix))
+            .collect()
     }
 }
