@@ -67,6 +67,14 @@ pub struct Args {
     /// The algorithm to use to calculate the digest of artifacts.
     #[arg(long, value_enum, default_value = "sha256")]
     pub artifact_digest_algo: DigestAlgo,
+
+    /// The maximum size of the cache in number of tokens (GitHub App installation tokens); 0 disables it.
+    #[arg(long, default_value_t = git::github_app::TokenCache::DEFAULT_CAPACITY)]
+    pub token_cache_max_size: usize,
+
+    /// The maximum duration a token is cached (at most 1h).
+    #[arg(long, default_value = "1h", value_parser = parse_go_duration)]
+    pub token_cache_max_duration: Duration,
 }
 
 impl Args {
@@ -95,6 +103,16 @@ impl Args {
         storage.retention_records = self.artifact_retention_records;
         storage.digest_algo = self.artifact_digest_algo;
         storage
+    }
+
+    /// The GitHub App token cache the flags describe (`None` when disabled).
+    pub fn token_cache(&self) -> Option<git::github_app::TokenCache> {
+        (self.token_cache_max_size > 0).then(|| {
+            git::github_app::TokenCache::new(
+                self.token_cache_max_size,
+                self.token_cache_max_duration,
+            )
+        })
     }
 }
 
@@ -190,7 +208,9 @@ pub async fn run(args: Args) -> Result<(), RunError> {
         server::router(storage.clone()),
         manager.stopped(),
     ));
-    let runner = manager.runner(GitRepositoryReconciler::new(manager.client(), storage));
+    let reconciler = GitRepositoryReconciler::new(manager.client(), storage)
+        .with_token_cache(args.token_cache());
+    let runner = manager.runner(reconciler);
     let controller = controller(&runner, manager.api(), manager.watcher_config());
     runner.run(controller, manager.stopped()).await;
     manager.finish().await;
@@ -216,6 +236,9 @@ mod tests {
         assert_eq!(args.artifact_retention_records, 2);
         assert_eq!(args.artifact_digest_algo, DigestAlgo::Sha256);
         assert_eq!(args.storage().url("a/b"), "http://sc.flux-system.svc/a/b");
+        assert_eq!(args.token_cache_max_size, 100);
+        assert_eq!(args.token_cache_max_duration, Duration::from_secs(3600));
+        assert!(args.token_cache().is_some());
         let args = Args::parse_from([
             "source-controller",
             "--storage-addr=127.0.0.1:9999",
@@ -223,5 +246,7 @@ mod tests {
         ]);
         assert!(args.advertised_addr().ends_with(":9999"));
         assert_eq!(args.artifact_digest_algo, DigestAlgo::Blake3);
+        let args = Args::parse_from(["source-controller", "--token-cache-max-size=0"]);
+        assert!(args.token_cache().is_none(), "0 disables the cache");
     }
 }

@@ -24,37 +24,6 @@ fn on_main(url: &str, secret: Option<&str>, proxy: Option<&str>) -> GitRepositor
     s
 }
 
-/// Waits for `FetchFailed` and returns its (reason, message), checking Ready=False, a retry and no artifact.
-async fn fetch_failure(fx: &Fixture, name: &str) -> (String, String) {
-    let obj = fx
-        .wait(name, |o| condition(o, "FetchFailed").is_some())
-        .await;
-    let (status, reason, message) = condition(&obj, "FetchFailed").unwrap();
-    assert_eq!(status, "True");
-    assert_eq!(ready(&obj).0, "False", "{name}");
-    assert_eq!(ready(&obj).2, message, "{name}: Ready says why");
-    assert_eq!(
-        condition(&obj, "Reconciling").unwrap().1,
-        "ProgressingWithRetry",
-        "{name}"
-    );
-    assert!(obj.artifact().is_none(), "{name}");
-    (reason, message)
-}
-
-/// Waits for `Stalled` and returns (reason, message), checking Ready=False with the same message.
-async fn stalled(fx: &Fixture, name: &str) -> (String, String) {
-    let obj = fx.wait(name, |o| condition(o, "Stalled").is_some()).await;
-    let (status, reason, message) = condition(&obj, "Stalled").unwrap();
-    assert_eq!(status, "True");
-    assert_eq!(
-        ready(&obj),
-        ("False".into(), reason.clone(), message.clone())
-    );
-    assert!(condition(&obj, "Reconciling").is_none(), "{name}");
-    (reason, message)
-}
-
 fn revision(obj: &GitRepository) -> String {
     obj.artifact().unwrap().revision.clone()
 }
@@ -220,27 +189,6 @@ async fn bearer_token() {
     );
     fx.shutdown().await;
     server.shutdown().await;
-}
-
-/// No key material nor password in any condition or event of `name`.
-fn assert_no_secrets(fx: &Fixture, obj: &GitRepository, secrets: &[&str]) {
-    let name = obj.metadata.name.clone().unwrap_or_default();
-    let texts: Vec<String> = conditions_of(obj)
-        .into_iter()
-        .map(|c| c.message)
-        .chain(fx.events_for(&name).into_iter().map(|e| e.message))
-        .collect();
-    for text in &texts {
-        assert!(!text.contains("PRIVATE KEY"), "{name}: key in '{text}'");
-        for secret in secrets {
-            assert!(!text.contains(secret), "{name}: secret in '{text}'");
-        }
-    }
-}
-
-/// A line from the middle of a PEM body, to look for in messages.
-fn pem_line(pem: &str) -> String {
-    pem.lines().nth(2).unwrap().to_string()
 }
 
 #[tokio::test]

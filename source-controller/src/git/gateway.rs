@@ -343,7 +343,7 @@ async fn forward(state: &State, request: Request<Incoming>) -> Response<reqwest:
 }
 
 /// An error and its sources, `: `-separated, each message once.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut current = Some(err);
     while let Some(e) = current {

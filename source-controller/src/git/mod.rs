@@ -6,8 +6,12 @@
 //! operation: a TLS client certificate (`tls.crt`/`tls.key`) for `https`, and a proxy for `http` remotes.
 //! A custom CA (`ca.crt`) is checked in the `certificate_check` callback, a bearer token is a custom header,
 //! and an `https` proxy is libgit2's own (CONNECT).
+//!
+//! [`github_app`] (async, unlike the rest) turns a GitHub App Secret (`spec.provider: github`) into an
+//! installation token, which the reconciler hands to libgit2 as basic-auth credentials.
 
 pub mod gateway;
+pub mod github_app;
 pub mod known_hosts;
 pub mod semver;
 pub mod verify;
@@ -260,6 +264,31 @@ fn text(data: &BTreeMap<String, Vec<u8>>, key: &'static str) -> Result<Option<St
         .transpose()
 }
 
+/// The TLS options of a Secret for `https`: the CA (`ca.crt`, or the deprecated `caFile`) and the client
+/// certificate (`tls.crt` with `tls.key`).
+pub fn tls_options(
+    data: &BTreeMap<String, Vec<u8>>,
+) -> Result<(Option<CaBundle>, Option<ClientCertificate>), AuthError> {
+    // `ca.crt` wins over the deprecated `caFile`, as in Flux.
+    let ca = ["ca.crt", "caFile"]
+        .into_iter()
+        .find_map(|k| data.get(k).filter(|v| !v.is_empty()).map(|v| (k, v)))
+        .map(|(key, pem)| CaBundle::from_pem(key, pem))
+        .transpose()?;
+    let get = |k: &str| data.get(k).filter(|v| !v.is_empty());
+    let missing = |key| AuthError::Missing {
+        transport: Transport::Https.as_str(),
+        key,
+    };
+    let client_certificate = match (get("tls.crt"), get("tls.key")) {
+        (None, None) => None,
+        (Some(_), None) => return Err(missing("tls.key")),
+        (None, Some(_)) => return Err(missing("tls.crt")),
+        (Some(cert), Some(key)) => Some(ClientCertificate::from_pem(cert, key)?),
+    };
+    Ok((ca, client_certificate))
+}
+
 impl AuthOptions {
     /// Auth options for `url` from a Secret's data (`None`: no `secretRef`), validated as Flux does.
     pub fn new(url: &Url, data: Option<&BTreeMap<String, Vec<u8>>>) -> Result<Self, AuthError> {
@@ -301,30 +330,7 @@ impl AuthOptions {
                     return Err(AuthError::PasswordWithoutUsername(name));
                 }
                 if transport == Transport::Https {
-                    // `ca.crt` wins over the deprecated `caFile`, as in Flux.
-                    let ca = ["ca.crt", "caFile"]
-                        .into_iter()
-                        .find_map(|k| data.get(k).filter(|v| !v.is_empty()).map(|v| (k, v)));
-                    if let Some((key, pem)) = ca {
-                        opts.ca = Some(CaBundle::from_pem(key, pem)?);
-                    }
-                    let get = |k: &str| data.get(k).filter(|v| !v.is_empty());
-                    opts.client_certificate = match (get("tls.crt"), get("tls.key")) {
-                        (None, None) => None,
-                        (Some(_), None) => {
-                            return Err(AuthError::Missing {
-                                transport: name,
-                                key: "tls.key",
-                            });
-                        }
-                        (None, Some(_)) => {
-                            return Err(AuthError::Missing {
-                                transport: name,
-                                key: "tls.crt",
-                            });
-                        }
-                        (Some(cert), Some(key)) => Some(ClientCertificate::from_pem(cert, key)?),
-                    };
+                    (opts.ca, opts.client_certificate) = tls_options(data)?;
                 }
             }
             Transport::Ssh => {

@@ -5,6 +5,7 @@ use std::time::Duration;
 use common::api::meta::reasons;
 use common::reconcile::{ErrorKind, FluxError};
 
+use crate::git::github_app::{ConfigError, TokenError};
 use crate::git::verify::VerifyError;
 use crate::git::{AuthError, GitError};
 use crate::storage::StorageError;
@@ -34,6 +35,22 @@ pub enum GitRepositoryError {
     /// The Secret's data is not usable for the URL's transport. Stalls.
     #[error("failed to configure authentication options: {0}")]
     Auth(#[source] AuthError),
+    /// `spec.provider` is one Riptide cannot offer (`azure`, `aws`: cloud workload identity). Stalls.
+    #[error(
+        "provider '{0}' is not supported by Riptide: it needs cloud workload identity; use a secretRef (provider 'generic') or a GitHub App (provider 'github')"
+    )]
+    UnsupportedProvider(&'static str),
+    /// `provider: github` without a usable GitHub App in the Secret. Stalls.
+    #[error("{}", github_app_message(.0))]
+    GitHubApp(#[source] ConfigError),
+    /// The Secret holds GitHub App data but `spec.provider` is not `github`. Stalls.
+    #[error("secretRef '{0}' has github app data but provider is not set to github")]
+    GitHubAppDataWithoutProvider(String),
+    /// No GitHub App installation token could be had. Retried.
+    #[error(
+        "failed to configure authentication options: failed to get GitHub App installation token: {0}"
+    )]
+    GitHubToken(#[source] TokenError),
     /// The proxy Secret is not usable.
     #[error("failed to configure proxy options: secret '{secret}': {reason}")]
     Proxy {
@@ -88,6 +105,14 @@ pub enum GitRepositoryError {
     Verification(VerifyError),
 }
 
+fn github_app_message(err: &ConfigError) -> String {
+    match err {
+        // Flux's message, as is.
+        ConfigError::NoAppData => err.to_string(),
+        other => format!("failed to configure authentication options: {other}"),
+    }
+}
+
 fn checkout_message(source: &GitError, timeout: Duration) -> String {
     match source {
         GitError::Timeout => format!("operation timed out after {}", humantime_like(timeout)),
@@ -110,7 +135,16 @@ impl GitRepositoryError {
             GitRepositoryError::InvalidUrl { .. } => reasons::URL_INVALID,
             GitRepositoryError::Secret { .. }
             | GitRepositoryError::Auth(_)
-            | GitRepositoryError::Proxy { .. } => reasons::AUTHENTICATION_FAILED,
+            | GitRepositoryError::Proxy { .. }
+            | GitRepositoryError::GitHubToken(_) => reasons::AUTHENTICATION_FAILED,
+            GitRepositoryError::GitHubApp(e) if !e.is_missing_data() => {
+                reasons::AUTHENTICATION_FAILED
+            }
+            GitRepositoryError::UnsupportedProvider(_)
+            | GitRepositoryError::GitHubApp(_)
+            | GitRepositoryError::GitHubAppDataWithoutProvider(_) => {
+                reasons::INVALID_PROVIDER_CONFIGURATION
+            }
             GitRepositoryError::IncludeNotFound { .. } => "NotFound",
             GitRepositoryError::IncludeNoArtifact { .. } => "NoArtifact",
             GitRepositoryError::IncludeCopy { .. } => "CopyFailed",
@@ -135,6 +169,10 @@ impl GitRepositoryError {
                 | GitRepositoryError::Secret { .. }
                 | GitRepositoryError::Auth(_)
                 | GitRepositoryError::Proxy { .. }
+                | GitRepositoryError::UnsupportedProvider(_)
+                | GitRepositoryError::GitHubApp(_)
+                | GitRepositoryError::GitHubAppDataWithoutProvider(_)
+                | GitRepositoryError::GitHubToken(_)
                 | GitRepositoryError::Checkout { .. }
         )
     }
@@ -149,6 +187,9 @@ impl FluxError for GitRepositoryError {
         match self {
             GitRepositoryError::InvalidUrl { .. }
             | GitRepositoryError::Auth(_)
+            | GitRepositoryError::UnsupportedProvider(_)
+            | GitRepositoryError::GitHubApp(_)
+            | GitRepositoryError::GitHubAppDataWithoutProvider(_)
             | GitRepositoryError::Verification(VerifyError::NoTagReference) => ErrorKind::Stalled,
             GitRepositoryError::Checkout {
                 source: GitError::SemverInvalid(_),
@@ -181,6 +222,57 @@ mod tests {
             auth.to_string(),
             "failed to configure authentication options: invalid 'ssh' auth option: 'known_hosts' is required"
         );
+        let azure = GitRepositoryError::UnsupportedProvider("azure");
+        assert_eq!(azure.reason(), "InvalidProviderConfiguration");
+        assert_eq!(azure.kind(), ErrorKind::Stalled);
+        assert!(
+            azure
+                .to_string()
+                .starts_with("provider 'azure' is not supported by Riptide"),
+            "{azure}"
+        );
+        let no_app = GitRepositoryError::GitHubApp(ConfigError::NoAppData);
+        assert_eq!(
+            (no_app.reason(), no_app.kind(), no_app.to_string().as_str()),
+            (
+                "InvalidProviderConfiguration",
+                ErrorKind::Stalled,
+                "secretRef with github app data must be specified when provider is set to github"
+            )
+        );
+        let missing = GitRepositoryError::GitHubApp(ConfigError::MissingKey {
+            secret: "ns/gh".into(),
+            key: "githubAppID",
+        });
+        assert_eq!(missing.reason(), "InvalidProviderConfiguration");
+        assert_eq!(
+            missing.to_string(),
+            "failed to configure authentication options: secret 'ns/gh': key 'githubAppID' not found"
+        );
+        let bad_key = GitRepositoryError::GitHubApp(ConfigError::Invalid {
+            secret: "ns/gh".into(),
+            key: "githubAppPrivateKey",
+            reason: "no PEM private key found".into(),
+        });
+        assert_eq!(
+            (bad_key.reason(), bad_key.kind()),
+            ("AuthenticationFailed", ErrorKind::Stalled)
+        );
+        let token = GitRepositoryError::GitHubToken(TokenError::Status {
+            method: "POST".into(),
+            url: "https://api.github.com/app/installations/1/access_tokens".into(),
+            status: 401,
+            message: "A JSON web token could not be decoded".into(),
+        });
+        assert_eq!(
+            (token.reason(), token.kind()),
+            ("AuthenticationFailed", ErrorKind::Transient)
+        );
+        assert_eq!(
+            token.to_string(),
+            "failed to configure authentication options: failed to get GitHub App installation token: POST https://api.github.com/app/installations/1/access_tokens: 401 A JSON web token could not be decoded"
+        );
+        assert!(token.marks_fetch_failed() && azure.marks_fetch_failed());
         let timeout = GitRepositoryError::Checkout {
             source: GitError::Timeout,
             timeout: Duration::from_secs(2),

@@ -1,16 +1,22 @@
 //! The GitRepository reconciler: storage check → includes → remote revision (no clone when unchanged) →
 //! checkout → archive → store, with Flux's conditions, reasons, messages and events.
+//!
+//! Credentials follow `spec.provider`: `generic` (the default) reads them from `secretRef`; `github` exchanges
+//! the GitHub App of `secretRef` for an installation token ([`git::github_app`]) used as the basic-auth password
+//! of `x-access-token`; `azure` and `aws` need cloud workload identity, which Riptide does not offer, and stall
+//! with `InvalidProviderConfiguration` rather than fall back to anything else.
 
 mod error;
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::api::meta::{condition_types as types, reasons};
 use common::api::source_v1::{
-    Artifact, GIT_REPOSITORY_KIND, GROUP, GitRepository, GitRepositoryInclude, GitRepositoryStatus,
-    GitVerificationMode,
+    Artifact, GIT_REPOSITORY_KIND, GROUP, GitProvider, GitRepository, GitRepositoryInclude,
+    GitRepositoryStatus, GitVerificationMode,
 };
 use common::conditions::format_time;
 use common::events::{META_DIGEST_KEY, META_REVISION_KEY, metadata_key};
@@ -22,6 +28,7 @@ use tracing::{debug, info};
 use url::Url;
 
 pub use self::error::GitRepositoryError;
+use crate::git::github_app::{self, TokenCache};
 use crate::git::{self, AuthOptions, Reference, Resolved, verify};
 use crate::storage::{self, Storage, artifact_path, ignore::IgnoreRules};
 
@@ -54,12 +61,27 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct GitRepositoryReconciler {
     client: Client,
     storage: Storage,
+    tokens: Option<Arc<TokenCache>>,
 }
 
 impl GitRepositoryReconciler {
-    /// A reconciler reading Secrets and included GitRepositories with `client`, storing into `storage`.
+    /// A reconciler reading Secrets and included GitRepositories with `client`, storing into `storage`, caching
+    /// GitHub App tokens as Flux does by default (100 tokens, at most an hour each).
     pub fn new(client: Client, storage: Storage) -> Self {
-        GitRepositoryReconciler { client, storage }
+        GitRepositoryReconciler {
+            client,
+            storage,
+            tokens: Some(Arc::new(TokenCache::new(
+                TokenCache::DEFAULT_CAPACITY,
+                TokenCache::MAX_DURATION,
+            ))),
+        }
+    }
+
+    /// The same reconciler with another GitHub App token cache (`None`: every reconcile asks GitHub).
+    pub fn with_token_cache(mut self, tokens: Option<TokenCache>) -> Self {
+        self.tokens = tokens.map(Arc::new);
+        self
     }
 
     /// The artifact store.
@@ -145,6 +167,10 @@ impl GitRepositoryReconciler {
         url: &Url,
     ) -> Result<AuthOptions, GitRepositoryError> {
         let namespace = obj.namespace().unwrap_or_default();
+        let provider = obj.spec.provider();
+        if matches!(provider, GitProvider::Azure | GitProvider::Aws) {
+            return Err(GitRepositoryError::UnsupportedProvider(provider.as_str()));
+        }
         let data = match &obj.spec.secret_ref {
             Some(r) => Some(self.secret(&namespace, &r.name).await?),
             None => None,
@@ -153,6 +179,37 @@ impl GitRepositoryReconciler {
         if let Some(proxy) = &obj.spec.proxy_secret_ref {
             let data = self.secret(&namespace, &proxy.name).await?;
             auth.proxy = Some(proxy_url(&namespace, &proxy.name, &data)?);
+        }
+        let secret_name = |name: &str| format!("{namespace}/{name}");
+        match (provider, &obj.spec.secret_ref, &data) {
+            (GitProvider::Github, Some(r), Some(data)) => {
+                let app = github_app::App::from_secret(&secret_name(&r.name), data)
+                    .map_err(GitRepositoryError::GitHubApp)?;
+                let token = github_app::installation_token(
+                    &app,
+                    self.tokens.as_deref(),
+                    auth.proxy.as_deref(),
+                    timeout_of(obj),
+                )
+                .await
+                .map_err(GitRepositoryError::GitHubToken)?;
+                // As Flux: the token replaces whatever the Secret says for git.
+                auth.bearer_token = None;
+                auth.username = Some(github_app::ACCESS_TOKEN_USERNAME.to_string());
+                auth.password = Some(token.secret().to_string());
+            }
+            (GitProvider::Github, _, _) => {
+                return Err(GitRepositoryError::GitHubApp(
+                    github_app::ConfigError::NoAppData,
+                ));
+            }
+            // As Flux: GitHub App data means the provider was meant to be `github`.
+            (_, Some(r), Some(data)) if github_app::has_app_data(data) => {
+                return Err(GitRepositoryError::GitHubAppDataWithoutProvider(
+                    secret_name(&r.name),
+                ));
+            }
+            _ => {}
         }
         Ok(auth)
     }
