@@ -65,12 +65,14 @@ const NON_VARIABLE_IDENTS: &[&str] = &[
 pub enum CelError {
     #[error("failed to parse the CEL expression '{expr}': {issues}")]
     Parse { expr: String, issues: String },
-    #[error("CEL expression output type mismatch: expected bool, got {0}")]
-    OutputType(String),
+    #[error("CEL expression output type mismatch: expected {expected}, got {got}")]
+    OutputType { expected: String, got: String },
     #[error("failed to evaluate the CEL expression '{expr}': {message}")]
     Evaluate { expr: String, message: String },
     #[error("failed to evaluate CEL expression as boolean: '{0}'")]
     NotBoolean(String),
+    #[error("failed to evaluate CEL expression as string: '{0}'")]
+    NotString(String),
 }
 
 /// A parsed (or compiled) CEL expression.
@@ -96,6 +98,15 @@ impl Expression {
     /// Compiles `source` with `variables` declared as structs and a bool result, as Flux's `NewExpression` with
     /// `WithCompile`, `WithStructVariables(variables...)` and `WithOutputType(BoolType)`.
     pub fn compile_bool(source: &str, variables: &[&str]) -> Result<Self, CelError> {
+        Self::compile(source, variables, "bool")
+    }
+
+    /// Compiles `source` with `variables` declared as structs and a string result (`WithOutputType(StringType)`).
+    pub fn compile_string(source: &str, variables: &[&str]) -> Result<Self, CelError> {
+        Self::compile(source, variables, "string")
+    }
+
+    fn compile(source: &str, variables: &[&str], output: &str) -> Result<Self, CelError> {
         let expression = Self::parse(source)?;
         let root = expression.program.expression();
         if let Some((name, id)) = undeclared(root, variables, &mut Vec::new()) {
@@ -117,10 +128,16 @@ impl Expression {
             .iter()
             .map(|v| (*v, Type::Other(STRUCT_TYPE.to_string())))
             .collect();
-        match output_type(root, &scope) {
-            Type::Bool | Type::Unknown => Ok(expression),
-            Type::Dyn => Err(CelError::OutputType("dyn".into())),
-            Type::Other(name) => Err(CelError::OutputType(name)),
+        let mismatch = |got: String| CelError::OutputType {
+            expected: output.to_string(),
+            got,
+        };
+        match (output_type(root, &scope), output) {
+            (Type::Unknown, _) | (Type::Bool, "bool") => Ok(expression),
+            (Type::Other(name), _) if name == output => Ok(expression),
+            (Type::Bool, _) => Err(mismatch("bool".into())),
+            (Type::Dyn, _) => Err(mismatch("dyn".into())),
+            (Type::Other(name), _) => Err(mismatch(name)),
         }
     }
 
@@ -135,6 +152,21 @@ impl Expression {
         variables: impl IntoIterator<Item = (&'a str, &'a Value)>,
     ) -> Result<bool, CelError> {
         self.evaluate_bool_in(&Variables::new(variables))
+    }
+
+    /// Evaluates the expression with `variables` bound to JSON values; the result must be a string.
+    pub fn evaluate_string<'a>(
+        &self,
+        variables: impl IntoIterator<Item = (&'a str, &'a Value)>,
+    ) -> Result<String, CelError> {
+        match self.program.execute(&Variables::new(variables).0) {
+            Ok(CelValue::String(s)) => Ok(s.to_string()),
+            Ok(_) => Err(CelError::NotString(self.source.clone())),
+            Err(e) => Err(CelError::Evaluate {
+                expr: self.source.clone(),
+                message: self.execution_message(&e),
+            }),
+        }
     }
 
     /// Evaluates the expression against variables converted once for several expressions.
@@ -488,6 +520,41 @@ mod tests {
         assert!(
             err("dep.").starts_with("failed to parse the CEL expression 'dep.': ERROR: <input>:1:")
         );
+    }
+
+    #[test]
+    fn string_expressions_compile_and_evaluate() {
+        let vars = ["event", "provider"];
+        let expr = Expression::compile_string(
+            "(event.involvedObject.kind + '/' + event.involvedObject.name).lowerAscii() + '/' + provider.metadata.name",
+            &vars,
+        )
+        .unwrap();
+        let event = json!({"involvedObject": {"kind": "Kustomization", "name": "Apps"}});
+        let provider = json!({"metadata": {"name": "prod-01"}});
+        assert_eq!(
+            expr.evaluate_string([("event", &event), ("provider", &provider)]),
+            Ok("kustomization/apps/prod-01".to_string())
+        );
+        let err = |source: &str| {
+            Expression::compile_string(source, &vars)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err("event.involvedObject.kind"),
+            "CEL expression output type mismatch: expected string, got dyn"
+        );
+        assert_eq!(
+            err("event.involvedObject.kind == 'x'"),
+            "CEL expression output type mismatch: expected string, got bool"
+        );
+        assert_eq!(
+            err("size(provider.metadata.name)"),
+            "CEL expression output type mismatch: expected string, got int"
+        );
+        let number = Expression::compile_string("event.count", &[]).err();
+        assert!(number.is_some(), "undeclared 'event'");
     }
 
     #[test]

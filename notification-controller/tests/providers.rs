@@ -262,6 +262,97 @@ spec:
 }
 
 #[tokio::test]
+async fn commit_status_expr_names_the_status() {
+    let fx = start(&[], fast_dispatch()).await;
+    let gh = FakeGitHub::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().fallback(github_api).with_state(gh.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    fx.secret("github", &[("token", "ghp_do_not_leak")]).await;
+    let expr = "(event.involvedObject.kind + '/' + event.involvedObject.name).lowerAscii() + '/' + \
+                event.metadata.cluster + '/' + alert.metadata.name + '/' + provider.spec.type";
+    let provider: Provider = fx
+        .apply(&format!(
+            "apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Provider
+metadata: {{name: github, namespace: flux-system}}
+spec:
+  type: github
+  address: 'http://{addr}/org/app'
+  secretRef: {{name: github}}
+  commitStatusExpr: \"{expr}\""
+        ))
+        .await;
+    let alert: Alert = fx
+        .apply(
+            "apiVersion: notification.toolkit.fluxcd.io/v1beta3
+kind: Alert
+metadata: {name: status, namespace: flux-system}
+spec:
+  providerRef: {name: github}
+  eventSources: [{kind: Kustomization, name: '*'}]",
+        )
+        .await;
+    cached(&fx, &provider, &alert).await;
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    let meta = |cluster: Option<&str>| {
+        let mut m = BTreeMap::from([
+            (
+                "kustomize.toolkit.fluxcd.io/revision".to_owned(),
+                format!("main@sha1:{sha}"),
+            ),
+            (
+                "kustomize.toolkit.fluxcd.io/commit_status".to_owned(),
+                "update".to_owned(),
+            ),
+        ]);
+        if let Some(c) = cluster {
+            // Event metadata reaches the expression without its group prefix, as in Flux.
+            m.insert("kustomize.toolkit.fluxcd.io/cluster".to_owned(), c.to_owned());
+        }
+        m
+    };
+    publish(
+        &fx,
+        kustomization("flux-system"),
+        Severity::Info,
+        "ReconciliationSucceeded",
+        meta(Some("prod-01")),
+    )
+    .await;
+    poll("status posted", 30, || async {
+        gh.statuses.lock().unwrap().len() == 1
+    })
+    .await;
+    assert_eq!(
+        gh.statuses.lock().unwrap()[0]["context"],
+        "kustomization/apps/prod-01/status/github"
+    );
+    // An event the expression cannot handle (no `cluster` metadata) is reported on the Alert, not posted.
+    publish(
+        &fx,
+        kustomization("flux-system"),
+        Severity::Error,
+        "HealthCheckFailed",
+        meta(None),
+    )
+    .await;
+    poll("failure reported", 30, || async {
+        fx.events_for("status", "NotificationDispatchFailed")
+            .await
+            .iter()
+            .any(|(_, note)| {
+                note.contains(
+                    "failed to evaluate the spec.commitStatusExpr CEL expression for the event",
+                ) && note.contains("no such key: cluster")
+            })
+    })
+    .await;
+    assert_eq!(gh.statuses.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn commit_status_events_skip_chat_and_cross_namespace_is_refused() {
     let fx = start(&["--no-cross-namespace-refs=true"], fast_dispatch()).await;
     let sink = Sink::start(Mode::Ok).await;

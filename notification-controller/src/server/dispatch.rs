@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::api::notification_v1beta3::{Alert, Provider};
+use common::cel::Expression;
 use common::events::{EventRecorder, FluxEvent, Severity};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DynamicObject};
@@ -394,11 +395,6 @@ impl Dispatcher {
                     .into(),
             );
         }
-        if provider.spec.commit_status_expr.is_some() {
-            return Err(
-                "spec.commitStatusExpr (CEL) is not supported by this controller yet".into(),
-            );
-        }
         let mut notification = event.clone();
         let (metadata, conflicts) = combine_metadata(event, &alert);
         if !conflicts.is_empty() {
@@ -511,10 +507,20 @@ impl Dispatcher {
         )
         .await
         .map_err(|_| "timed out reading the provider's secrets".to_owned())??;
-        let settings = ProviderSettings {
+        let mut settings = ProviderSettings {
             endpoints: self.config.endpoints.clone(),
             ..settings
         };
+        if let Some(expr) = provider
+            .spec
+            .commit_status_expr
+            .as_deref()
+            .filter(|e| !e.is_empty() && is_commit_status_provider(&provider.spec.type_))
+        {
+            settings.commit_status = commit_status_from_expr(expr, event, alert, &provider).map_err(|e| {
+                format!("failed to evaluate the spec.commitStatusExpr CEL expression for the event: {e}")
+            })?;
+        }
         let secrets = settings.secrets();
         let mask = |message: String| mask_secrets(&message, &secrets);
         let notifier = Notifier::new(settings).map_err(|e| {
@@ -585,6 +591,31 @@ fn tls_from_secret(secret: &Secret) -> Option<TlsMaterial> {
     let key = secret_bytes(secret, &["tls.key", "keyFile"]);
     let cert_and_key = cert.zip(key);
     (ca.is_some() || cert_and_key.is_some()).then_some(TlsMaterial { ca, cert_and_key })
+}
+
+/// The commit status ID `spec.commitStatusExpr` gives for `event`, with the event, the Alert and the Provider as
+/// the variables `event`, `alert` and `provider`, as Flux's `newCommitStatus`.
+fn commit_status_from_expr(
+    expr: &str,
+    event: &FluxEvent,
+    alert: &Alert,
+    provider: &Provider,
+) -> Result<String, String> {
+    let expression = Expression::compile_string(expr, &["event", "alert", "provider"])
+        .map_err(|e| format!("failed to compile expression: {e}"))?;
+    let json = |what: &str, v: Result<serde_json::Value, serde_json::Error>| {
+        v.map_err(|e| format!("failed to convert {what} to map: {e}"))
+    };
+    let event = json("event", serde_json::to_value(event))?;
+    let alert = json("alert object", serde_json::to_value(alert))?;
+    let provider = json("provider object", serde_json::to_value(provider))?;
+    expression
+        .evaluate_string([
+            ("event", &event),
+            ("alert", &alert),
+            ("provider", &provider),
+        ])
+        .map_err(|e| e.to_string())
 }
 
 /// Everything the Provider's notifier needs: spec fields, then `secretRef` (address, token, username,

@@ -910,7 +910,10 @@ mod tests {
         assert_eq!(dep.to_string(), "dependency 'a/b' is not ready");
         let invalid = KustomizationError::InvalidReadyExpr(DependencyError::InvalidReadyExpr {
             name: "b".into(),
-            source: expr::CelError::OutputType("dyn".into()),
+            source: expr::CelError::OutputType {
+                expected: "bool".into(),
+                got: "dyn".into(),
+            },
         });
         assert_eq!(invalid.reason(), "InvalidCELExpression");
         assert_eq!(invalid.kind(), ErrorKind::Stalled);
