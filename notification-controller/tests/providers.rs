@@ -309,7 +309,10 @@ spec:
         ]);
         if let Some(c) = cluster {
             // Event metadata reaches the expression without its group prefix, as in Flux.
-            m.insert("kustomize.toolkit.fluxcd.io/cluster".to_owned(), c.to_owned());
+            m.insert(
+                "kustomize.toolkit.fluxcd.io/cluster".to_owned(),
+                c.to_owned(),
+            );
         }
         m
     };
