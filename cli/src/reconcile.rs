@@ -20,6 +20,9 @@ pub enum ReconcileKind {
     /// A `Kustomization` (kustomize.toolkit.fluxcd.io).
     #[value(alias = "ks", alias = "Kustomization")]
     Kustomization,
+    /// A `Receiver` (notification.toolkit.fluxcd.io).
+    #[value(alias = "Receiver")]
+    Receiver,
 }
 
 impl ReconcileKind {
@@ -27,6 +30,7 @@ impl ReconcileKind {
         match self {
             ReconcileKind::Gitrepository => status::GIT_REPOSITORY,
             ReconcileKind::Kustomization => status::KUSTOMIZATION,
+            ReconcileKind::Receiver => status::RECEIVER,
         }
     }
 }
@@ -34,7 +38,7 @@ impl ReconcileKind {
 /// Arguments of `riptide reconcile`.
 #[derive(Debug, Args)]
 pub struct ReconcileArgs {
-    /// What to reconcile: `gitrepository` (alias `source`) or `kustomization` (alias `ks`).
+    /// What to reconcile: `gitrepository` (alias `source`), `kustomization` (alias `ks`) or `receiver`.
     pub kind: ReconcileKind,
     /// The object's name.
     pub name: String,

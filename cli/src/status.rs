@@ -50,28 +50,37 @@ pub const KUSTOMIZATION: FluxKind = FluxKind {
     plural: "kustomizations",
 };
 
+/// `notification.toolkit.fluxcd.io/v1beta3` Provider.
+pub const PROVIDER: FluxKind = FluxKind {
+    group: "notification.toolkit.fluxcd.io",
+    version: "v1beta3",
+    kind: "Provider",
+    plural: "providers",
+};
+
+/// `notification.toolkit.fluxcd.io/v1beta3` Alert.
+pub const ALERT: FluxKind = FluxKind {
+    group: "notification.toolkit.fluxcd.io",
+    version: "v1beta3",
+    kind: "Alert",
+    plural: "alerts",
+};
+
+/// `notification.toolkit.fluxcd.io/v1` Receiver.
+pub const RECEIVER: FluxKind = FluxKind {
+    group: "notification.toolkit.fluxcd.io",
+    version: "v1",
+    kind: "Receiver",
+    plural: "receivers",
+};
+
 /// Every kind the table lists, sources first.
 pub const KINDS: &[FluxKind] = &[
     GIT_REPOSITORY,
     KUSTOMIZATION,
-    FluxKind {
-        group: "notification.toolkit.fluxcd.io",
-        version: "v1beta3",
-        kind: "Provider",
-        plural: "providers",
-    },
-    FluxKind {
-        group: "notification.toolkit.fluxcd.io",
-        version: "v1beta3",
-        kind: "Alert",
-        plural: "alerts",
-    },
-    FluxKind {
-        group: "notification.toolkit.fluxcd.io",
-        version: "v1",
-        kind: "Receiver",
-        plural: "receivers",
-    },
+    PROVIDER,
+    ALERT,
+    RECEIVER,
     FluxKind {
         group: "image.toolkit.fluxcd.io",
         version: "v1",

@@ -1,21 +1,60 @@
 //! `riptide suspend <kind> <name>` and `riptide resume <kind> <name>`, as `flux suspend` and `flux resume`:
 //! suspending sets `spec.suspend: true` (the controller then leaves the object and what it manages alone);
-//! resuming sets it back to false, asks for a reconciliation and waits for its result.
+//! resuming sets it back to false, asks for a reconciliation and waits for its result (Alerts and Providers have
+//! no reconciliation to wait for).
 
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use kube::api::{Patch, PatchParams};
 
-use crate::reconcile::{ReconcileKind, api, request, wait_handled};
-use crate::status;
+use crate::reconcile::{api, request, wait_handled};
+use crate::status::{self, FluxKind};
+
+/// The kinds `riptide suspend` and `riptide resume` accept (those with `spec.suspend`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SuspendKind {
+    /// A `GitRepository` (source.toolkit.fluxcd.io).
+    #[value(alias = "gitrepo", alias = "source", alias = "GitRepository")]
+    Gitrepository,
+    /// A `Kustomization` (kustomize.toolkit.fluxcd.io).
+    #[value(alias = "ks", alias = "Kustomization")]
+    Kustomization,
+    /// A `Receiver` (notification.toolkit.fluxcd.io).
+    #[value(alias = "Receiver")]
+    Receiver,
+    /// An `Alert` (notification.toolkit.fluxcd.io).
+    #[value(alias = "Alert")]
+    Alert,
+    /// A `Provider` (notification.toolkit.fluxcd.io), as `flux suspend alert-provider`.
+    #[value(alias = "provider", alias = "Provider")]
+    AlertProvider,
+}
+
+impl SuspendKind {
+    fn flux_kind(self) -> FluxKind {
+        match self {
+            SuspendKind::Gitrepository => status::GIT_REPOSITORY,
+            SuspendKind::Kustomization => status::KUSTOMIZATION,
+            SuspendKind::Receiver => status::RECEIVER,
+            SuspendKind::Alert => status::ALERT,
+            SuspendKind::AlertProvider => status::PROVIDER,
+        }
+    }
+
+    /// Whether a reconciler answers reconcile requests for the kind (Alerts and Providers have no status).
+    fn reconciled(self) -> bool {
+        !matches!(self, SuspendKind::Alert | SuspendKind::AlertProvider)
+    }
+}
 
 /// Arguments of `riptide suspend`.
 #[derive(Debug, Args)]
 pub struct SuspendArgs {
-    /// What to suspend: `gitrepository` (alias `source`) or `kustomization` (alias `ks`).
-    pub kind: ReconcileKind,
+    /// What to suspend: `gitrepository` (alias `source`), `kustomization` (alias `ks`), `receiver`, `alert` or
+    /// `alert-provider`.
+    pub kind: SuspendKind,
     /// The object's name.
     pub name: String,
     /// The object's namespace.
@@ -29,8 +68,9 @@ pub struct SuspendArgs {
 /// Arguments of `riptide resume`.
 #[derive(Debug, Args)]
 pub struct ResumeArgs {
-    /// What to resume: `gitrepository` (alias `source`) or `kustomization` (alias `ks`).
-    pub kind: ReconcileKind,
+    /// What to resume: `gitrepository` (alias `source`), `kustomization` (alias `ks`), `receiver`, `alert` or
+    /// `alert-provider`.
+    pub kind: SuspendKind,
     /// The object's name.
     pub name: String,
     /// The object's namespace.
@@ -89,7 +129,7 @@ pub fn resume(args: &ResumeArgs, out: &mut dyn std::io::Write) -> anyhow::Result
         let patch = serde_json::json!({"spec": {"suspend": false}});
         let token = request(&client, kind, &args.namespace, &args.name, patch).await?;
         writeln!(out, "✔ {lower} resumed")?;
-        if !args.wait {
+        if !args.wait || !args.kind.reconciled() {
             return Ok(());
         }
         let deadline = Instant::now() + args.timeout;
