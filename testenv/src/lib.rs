@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod builtin;
+pub mod controllers;
 pub mod crd;
 pub mod discovery;
 pub mod error;
@@ -38,6 +39,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use controllers::Controllers;
 pub use error::{ApiError, Error};
 pub use fault::{FaultAction, FaultId, FaultRule};
 pub use server::{FaultHook, LoggedRequest};
@@ -71,6 +73,10 @@ pub struct Options {
     // --- simulated workloads ---
     /// Simulated workloads (Deployment status, Pods Running, Jobs Complete, ...): on by default, ~200 ms.
     pub simulation: Simulation,
+
+    // --- kube-controller-manager ---
+    /// The `default` ServiceAccount of every namespace and ClusterRole aggregation: on by default.
+    pub controllers: Controllers,
 }
 
 impl Options {
@@ -117,6 +123,25 @@ impl Options {
     #[must_use]
     pub fn simulation_delay(mut self, delay: std::time::Duration) -> Self {
         self.simulation.delay = delay;
+        self
+    }
+}
+
+/// The controllers of kube-controller-manager (see [`controllers`]).
+impl Options {
+    /// Turn the serviceaccounts controller (a `default` ServiceAccount in every namespace) on (the default) or
+    /// off.
+    #[must_use]
+    pub fn service_accounts(mut self, enabled: bool) -> Self {
+        self.controllers.service_accounts = enabled;
+        self
+    }
+
+    /// Turn the clusterrole-aggregation controller (`aggregationRule` resolved into `rules`) on (the default)
+    /// or off.
+    #[must_use]
+    pub fn cluster_role_aggregation(mut self, enabled: bool) -> Self {
+        self.controllers.cluster_role_aggregation = enabled;
         self
     }
 }
@@ -209,7 +234,9 @@ impl Server {
         };
         let tokens = auth_on.then(|| state.auth.clone());
         let simulation = options.simulation;
-        // persistence, the namespace controller, the token controller and the simulated workload controllers
+        let controllers = options.controllers;
+        // persistence, the namespace controller, the token controller, the serviceaccounts and
+        // clusterrole-aggregation controllers and the simulated workload controllers
         let persist = tokio::spawn({
             let store = store.clone();
             async move {
@@ -229,6 +256,7 @@ impl Server {
                     store.clone().persist_loop(),
                     namespaces,
                     tokens,
+                    controllers::run(store.clone(), controllers),
                     simulate::run(store.clone(), simulation)
                 );
             }
@@ -470,20 +498,28 @@ pub async fn client_from_kubeconfig(yaml: &str) -> Result<kube::Client, Error> {
     Ok(kube::Client::try_from(config)?)
 }
 
-/// With authentication on, the `cluster-admin` ClusterRole exists as in a real cluster.
+/// With authentication on, the bootstrap ClusterRoles exist as in a real cluster: `cluster-admin`, and the
+/// user-facing `admin`, `edit`, `view` with the roles they aggregate (see [`rbac::bootstrap_roles`]). Missing
+/// ones are created; existing ones are left as they are. The aggregated rules are filled in at once, so a
+/// binding to `view` works from the first request.
 fn seed_rbac(store: &Store) {
     let Some(rd) = store.resolve("rbac.authorization.k8s.io", "v1", "clusterroles") else {
         return;
     };
-    if store.get(&rd, "", "cluster-admin").is_err() {
-        let opts = store::WriteOptions {
-            manager: "testenv".into(),
-            ..store::WriteOptions::default()
-        };
-        if let Err(e) = store.create(&rd, "", rbac::cluster_admin(), &opts) {
-            tracing::warn!(error = %e, "could not create the cluster-admin ClusterRole");
+    let opts = store::WriteOptions {
+        manager: "testenv".into(),
+        ..store::WriteOptions::default()
+    };
+    for role in rbac::bootstrap_roles() {
+        let name = role["metadata"]["name"].as_str().unwrap_or_default();
+        if store.get(&rd, "", name).is_ok() {
+            continue;
+        }
+        if let Err(e) = store.create(&rd, "", role.clone(), &opts) {
+            tracing::warn!(error = %e, name, "could not create a bootstrap ClusterRole");
         }
     }
+    controllers::aggregate_all(store);
 }
 
 /// A kube client for a testenv URL.

@@ -43,6 +43,12 @@ enum Command {
         /// How long simulated workloads take to become ready after a spec change, in milliseconds.
         #[arg(long, value_name = "MS", default_value_t = 200)]
         simulation_delay: u64,
+        /// Turn off the serviceaccounts controller (no `default` ServiceAccount in new namespaces).
+        #[arg(long)]
+        no_service_accounts: bool,
+        /// Turn off ClusterRole aggregation (`aggregationRule` is not resolved into `rules`).
+        #[arg(long)]
+        no_cluster_role_aggregation: bool,
     },
 }
 
@@ -66,12 +72,16 @@ async fn main() -> anyhow::Result<()> {
             token_auth_file,
             no_simulation,
             simulation_delay,
+            no_service_accounts,
+            no_cluster_role_aggregation,
         } => {
             let mut options = testenv::Options::default()
                 .tls(tls)
                 .auth(auth)
                 .simulation(!no_simulation)
-                .simulation_delay(std::time::Duration::from_millis(simulation_delay));
+                .simulation_delay(std::time::Duration::from_millis(simulation_delay))
+                .service_accounts(!no_service_accounts)
+                .cluster_role_aggregation(!no_cluster_role_aggregation);
             if let Some(dir) = data_dir {
                 options = options.data_dir(dir);
             }

@@ -1,5 +1,12 @@
 //! The RBAC authorizer: Roles, ClusterRoles, RoleBindings and ClusterRoleBindings from the store decide every
-//! request, as kube-apiserver's RBAC authorizer does (aggregation labels are not resolved).
+//! request, as kube-apiserver's RBAC authorizer does. It reads the stored `rules`: those of aggregated
+//! ClusterRoles are filled in by the clusterrole-aggregation controller ([`crate::controllers`]).
+//!
+//! With authorization on, the bootstrap ClusterRoles are seeded ([`bootstrap_roles`]): `cluster-admin`, and
+//! `admin`, `edit`, `view`, which aggregate the roles labelled `rbac.authorization.k8s.io/aggregate-to-admin`,
+//! `-edit` and `-view` as in Kubernetes (`view` feeds `edit`, `edit` feeds `admin`). Their rules are testenv's
+//! own, with Kubernetes' intent: `view` reads the common namespaced resources but not Secrets, `edit` also
+//! writes them and reads Secrets, `admin` also manages Roles and RoleBindings in its namespace.
 //!
 //! [`Attributes`] are the request's [`RequestInfo`] (verb, API group, resource, subresource, namespace, name)
 //! as the authorizer reads it.
@@ -346,6 +353,195 @@ pub fn cluster_admin() -> Value {
             {"nonResourceURLs": ["*"], "verbs": ["*"]}
         ]
     })
+}
+
+/// Label of the bootstrap roles.
+const BOOTSTRAPPING: &str = "kubernetes.io/bootstrapping";
+/// Prefix of the aggregation labels of the user-facing roles.
+pub const AGGREGATE_TO: &str = "rbac.authorization.k8s.io/aggregate-to-";
+
+const READ: &[&str] = &["get", "list", "watch"];
+const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
+
+fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> Value {
+    serde_json::json!({"apiGroups": [group], "resources": resources, "verbs": verbs})
+}
+
+/// A user-facing ClusterRole: aggregates the roles labelled `aggregate-to-{name}`, and carries `labels`.
+fn aggregated(name: &str, labels: &[(&str, &str)]) -> Value {
+    let mut l = serde_json::Map::new();
+    l.insert(BOOTSTRAPPING.into(), "rbac-defaults".into());
+    for (k, v) in labels {
+        l.insert((*k).into(), (*v).into());
+    }
+    serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name, "labels": l},
+        "aggregationRule": {"clusterRoleSelectors": [
+            {"matchLabels": {format!("{AGGREGATE_TO}{name}"): "true"}}
+        ]},
+        "rules": []
+    })
+}
+
+/// `system:aggregate-to-{to}`: the rules `to` gets through its label.
+fn aggregate_to(to: &str, rules: Vec<Value>) -> Value {
+    serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": format!("system:aggregate-to-{to}"), "labels": {
+            BOOTSTRAPPING: "rbac-defaults",
+            format!("{AGGREGATE_TO}{to}"): "true"
+        }},
+        "rules": rules
+    })
+}
+
+/// The ClusterRoles seeded when authorization is on: `cluster-admin`; `admin`, `edit`, `view` (aggregated,
+/// `rules` empty until aggregation fills them in) and the `system:aggregate-to-*` roles that feed them. `view`
+/// is labelled to aggregate into `edit`, and `edit` into `admin`.
+pub fn bootstrap_roles() -> Vec<Value> {
+    let view = vec![
+        rule(
+            "",
+            &[
+                "configmaps",
+                "endpoints",
+                "events",
+                "limitranges",
+                "persistentvolumeclaims",
+                "persistentvolumeclaims/status",
+                "pods",
+                "pods/log",
+                "pods/status",
+                "replicationcontrollers",
+                "replicationcontrollers/scale",
+                "replicationcontrollers/status",
+                "resourcequotas",
+                "resourcequotas/status",
+                "serviceaccounts",
+                "services",
+                "services/status",
+            ],
+            READ,
+        ),
+        rule("", &["namespaces", "namespaces/status"], READ),
+        rule(
+            "apps",
+            &[
+                "controllerrevisions",
+                "daemonsets",
+                "daemonsets/status",
+                "deployments",
+                "deployments/scale",
+                "deployments/status",
+                "replicasets",
+                "replicasets/scale",
+                "replicasets/status",
+                "statefulsets",
+                "statefulsets/scale",
+                "statefulsets/status",
+            ],
+            READ,
+        ),
+        rule(
+            "autoscaling",
+            &[
+                "horizontalpodautoscalers",
+                "horizontalpodautoscalers/status",
+            ],
+            READ,
+        ),
+        rule(
+            "batch",
+            &["cronjobs", "cronjobs/status", "jobs", "jobs/status"],
+            READ,
+        ),
+        rule(
+            "policy",
+            &["poddisruptionbudgets", "poddisruptionbudgets/status"],
+            READ,
+        ),
+        rule(
+            "networking.k8s.io",
+            &["ingresses", "ingresses/status", "networkpolicies"],
+            READ,
+        ),
+        rule("discovery.k8s.io", &["endpointslices"], READ),
+        rule("events.k8s.io", &["events"], READ),
+    ];
+    let edit = vec![
+        rule("", &["secrets"], READ),
+        rule(
+            "",
+            &[
+                "configmaps",
+                "endpoints",
+                "persistentvolumeclaims",
+                "pods",
+                "pods/attach",
+                "pods/eviction",
+                "pods/exec",
+                "pods/portforward",
+                "pods/proxy",
+                "replicationcontrollers",
+                "replicationcontrollers/scale",
+                "secrets",
+                "serviceaccounts",
+                "services",
+                "services/proxy",
+            ],
+            WRITE,
+        ),
+        rule("", &["serviceaccounts"], &["impersonate"]),
+        rule("", &["serviceaccounts/token"], &["create"]),
+        rule(
+            "apps",
+            &[
+                "daemonsets",
+                "deployments",
+                "deployments/rollback",
+                "deployments/scale",
+                "replicasets",
+                "replicasets/scale",
+                "statefulsets",
+                "statefulsets/scale",
+            ],
+            WRITE,
+        ),
+        rule("autoscaling", &["horizontalpodautoscalers"], WRITE),
+        rule("batch", &["cronjobs", "jobs"], WRITE),
+        rule("policy", &["poddisruptionbudgets"], WRITE),
+        rule(
+            "networking.k8s.io",
+            &["ingresses", "networkpolicies"],
+            WRITE,
+        ),
+        rule("discovery.k8s.io", &["endpointslices"], WRITE),
+    ];
+    let all: Vec<&str> = READ.iter().chain(WRITE).copied().collect();
+    let admin = vec![
+        rule(
+            "rbac.authorization.k8s.io",
+            &["roles", "rolebindings"],
+            &all,
+        ),
+        rule(
+            "authorization.k8s.io",
+            &["localsubjectaccessreviews"],
+            &["create"],
+        ),
+    ];
+    vec![
+        cluster_admin(),
+        aggregated("admin", &[]),
+        aggregated("edit", &[(&format!("{AGGREGATE_TO}admin"), "true")]),
+        aggregated("view", &[(&format!("{AGGREGATE_TO}edit"), "true")]),
+        aggregate_to("admin", admin),
+        aggregate_to("edit", edit),
+        aggregate_to("view", view),
+    ]
 }
 
 #[cfg(test)]

@@ -106,6 +106,44 @@ impl LabelSelector {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// A `metav1.LabelSelector` object (`matchLabels` and `matchExpressions` with `In`, `NotIn`, `Exists`,
+    /// `DoesNotExist`), as `LabelSelectorAsSelector` reads it: an empty selector selects everything.
+    pub fn from_object(sel: &Value) -> Result<Self, ApiError> {
+        let mut reqs = Vec::new();
+        if let Some(labels) = sel["matchLabels"].as_object() {
+            for (k, v) in labels {
+                let v = v.as_str().ok_or_else(|| {
+                    ApiError::bad_request(format!("matchLabels[{k:?}]: not a string"))
+                })?;
+                reqs.push(Req::Eq(k.clone(), v.to_string()));
+            }
+        }
+        for expr in sel["matchExpressions"].as_array().into_iter().flatten() {
+            let key = expr["key"].as_str().unwrap_or_default().to_string();
+            let values: Vec<String> = expr["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect();
+            let op = expr["operator"].as_str().unwrap_or_default();
+            let req = match op {
+                "In" if !values.is_empty() => Req::In(key, values),
+                "NotIn" if !values.is_empty() => Req::NotIn(key, values),
+                "Exists" if values.is_empty() => Req::Exists(key),
+                "DoesNotExist" if values.is_empty() => Req::NotExists(key),
+                _ => {
+                    return Err(ApiError::bad_request(format!(
+                        "{op:?} is not a valid label selector operator for values {values:?}"
+                    )));
+                }
+            };
+            reqs.push(req);
+        }
+        Ok(Self(reqs))
+    }
 }
 
 /// A parsed field selector: `metadata.name=x,metadata.namespace!=y` (any dotted path is accepted).
@@ -181,6 +219,33 @@ mod tests {
             assert_eq!(s.matches(&o), want, "{sel}");
         }
         assert!(LabelSelector::parse("app in web").is_err());
+    }
+
+    #[test]
+    fn label_selector_objects() {
+        let sel = LabelSelector::from_object(&json!({
+            "matchLabels": {"a": "1"},
+            "matchExpressions": [
+                {"key": "b", "operator": "In", "values": ["x", "y"]},
+                {"key": "c", "operator": "DoesNotExist"}
+            ]
+        }))
+        .unwrap();
+        assert!(sel.matches(&obj(json!({"a": "1", "b": "y"}))));
+        assert!(!sel.matches(&obj(json!({"a": "1", "b": "z"}))));
+        assert!(!sel.matches(&obj(json!({"a": "1", "b": "x", "c": ""}))));
+        assert!(!sel.matches(&obj(json!({"b": "x"}))));
+        assert!(
+            LabelSelector::from_object(&json!({}))
+                .unwrap()
+                .matches(&obj(json!({})))
+        );
+        assert!(
+            LabelSelector::from_object(
+                &json!({"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["1"]}]})
+            )
+            .is_err()
+        );
     }
 
     #[test]

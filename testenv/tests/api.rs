@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use common::{api_err, eventually, raw};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
@@ -224,8 +224,13 @@ async fn s2_builtin_kinds_are_served_and_default_namespaces_exist() {
         obj.data = json!({});
         let created = api.create(&PostParams::default(), &obj).await.unwrap();
         assert_eq!(created.types.unwrap().kind, k);
+        // (the namespace's own `default` ServiceAccount is there too)
         assert_eq!(
-            api.list(&ListParams::default()).await.unwrap().items.len(),
+            api.list(&ListParams::default().fields("metadata.name=x1"))
+                .await
+                .unwrap()
+                .items
+                .len(),
             1,
             "{k}"
         );
@@ -727,7 +732,28 @@ async fn s4_finalizers_gc_deletecollection_and_namespace_deletion() {
         .await
         .unwrap();
     assert!(nss.get_opt("doomed").await.unwrap().is_none());
-    // an empty namespace goes at once
+    // a namespace holding only its default ServiceAccount goes shortly, like any namespace with content
+    create_ns(&client, "quiet").await;
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "quiet");
+    eventually(10, "the default ServiceAccount", || {
+        let sas = sas.clone();
+        async move { sas.get_opt("default").await.unwrap().map(|_| ()) }
+    })
+    .await;
+    nss.delete("quiet", &DeleteParams::default()).await.unwrap();
+    eventually(10, "namespace quiet to be gone", || {
+        let nss = nss.clone();
+        async move { nss.get_opt("quiet").await.unwrap().is_none().then_some(()) }
+    })
+    .await;
+    env.shutdown().await;
+
+    // without the serviceaccounts controller, an empty namespace goes at once
+    let env = TestEnv::start_with(Options::default().service_accounts(false))
+        .await
+        .unwrap();
+    let client = env.client();
+    let nss: Api<Namespace> = Api::all(client.clone());
     create_ns(&client, "empty").await;
     nss.delete("empty", &DeleteParams::default()).await.unwrap();
     assert!(nss.get_opt("empty").await.unwrap().is_none());
