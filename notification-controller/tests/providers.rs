@@ -139,6 +139,19 @@ struct FakeGitHub {
     requests: Arc<Mutex<Vec<(String, String, String)>>>,
 }
 
+impl FakeGitHub {
+    /// Serves the fake GitHub API on loopback and creates the `github` token Secret.
+    async fn start(fx: &Fixture) -> (FakeGitHub, std::net::SocketAddr) {
+        let gh = FakeGitHub::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new().fallback(github_api).with_state(gh.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        fx.secret("github", &[("token", "ghp_do_not_leak")]).await;
+        (gh, addr)
+    }
+}
+
 async fn github_api(
     State(gh): State<FakeGitHub>,
     method: http::Method,
@@ -170,12 +183,7 @@ async fn github_api(
 #[tokio::test]
 async fn github_commit_status_without_duplicates() {
     let fx = start(&[], fast_dispatch()).await;
-    let gh = FakeGitHub::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = Router::new().fallback(github_api).with_state(gh.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    fx.secret("github", &[("token", "ghp_do_not_leak")]).await;
+    let (gh, addr) = FakeGitHub::start(&fx).await;
     let provider: Provider = fx
         .apply(&format!(
             "apiVersion: notification.toolkit.fluxcd.io/v1beta3
@@ -264,12 +272,7 @@ spec:
 #[tokio::test]
 async fn commit_status_expr_names_the_status() {
     let fx = start(&[], fast_dispatch()).await;
-    let gh = FakeGitHub::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = Router::new().fallback(github_api).with_state(gh.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    fx.secret("github", &[("token", "ghp_do_not_leak")]).await;
+    let (gh, addr) = FakeGitHub::start(&fx).await;
     let expr = "(event.involvedObject.kind + '/' + event.involvedObject.name).lowerAscii() + '/' + \
                 event.metadata.cluster + '/' + alert.metadata.name + '/' + provider.spec.type";
     let provider: Provider = fx
