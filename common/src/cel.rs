@@ -159,26 +159,27 @@ impl Expression {
         &self,
         variables: impl IntoIterator<Item = (&'a str, &'a Value)>,
     ) -> Result<String, CelError> {
-        match self.program.execute(&Variables::new(variables).0) {
-            Ok(CelValue::String(s)) => Ok(s.to_string()),
-            Ok(_) => Err(CelError::NotString(self.source.clone())),
-            Err(e) => Err(CelError::Evaluate {
-                expr: self.source.clone(),
-                message: self.execution_message(&e),
-            }),
+        match self.execute(&Variables::new(variables))? {
+            CelValue::String(s) => Ok(s.to_string()),
+            _ => Err(CelError::NotString(self.source.clone())),
         }
     }
 
     /// Evaluates the expression against variables converted once for several expressions.
-    pub fn evaluate_bool_in(&self, variables: &Variables) -> Result<bool, CelError> {
-        match self.program.execute(&variables.0) {
-            Ok(CelValue::Bool(b)) => Ok(b),
-            Ok(_) => Err(CelError::NotBoolean(self.source.clone())),
-            Err(e) => Err(CelError::Evaluate {
+    pub fn evaluate_bool_in(&self, variables: &Variables<'_>) -> Result<bool, CelError> {
+        match self.execute(variables)? {
+            CelValue::Bool(b) => Ok(b),
+            _ => Err(CelError::NotBoolean(self.source.clone())),
+        }
+    }
+
+    fn execute(&self, variables: &Variables<'_>) -> Result<CelValue, CelError> {
+        self.program
+            .execute(&variables.0)
+            .map_err(|e| CelError::Evaluate {
                 expr: self.source.clone(),
                 message: self.execution_message(&e),
-            }),
-        }
+            })
     }
 
     /// cel-go's wording for the errors users meet most: a missing field or variable.
@@ -195,20 +196,33 @@ impl Expression {
     }
 }
 
-/// JSON values bound to variable names, ready for evaluation.
-pub struct Variables(Context<'static, 'static>);
+/// JSON values bound to variable names, ready for evaluation; [`Variables::with`] adds one in a child scope.
+pub struct Variables<'p>(Context<'p, 'static>);
 
-impl Variables {
+fn bind(context: &mut Context<'_, 'static>, name: &str, value: &Value) {
+    // Cannot fail for the values `to_cel` makes; a variable left out would be an evaluation error.
+    match Box::<dyn Val>::try_from(to_cel(value)) {
+        Ok(value) => context.add_variable_as_val(name, value),
+        Err(e) => tracing::warn!(variable = name, error = %e, "CEL variable not bound"),
+    }
+}
+
+impl Variables<'static> {
     /// Converts each value with [`to_cel`].
     pub fn new<'a>(variables: impl IntoIterator<Item = (&'a str, &'a Value)>) -> Self {
         let mut context = Context::with_env(ENV.clone());
         for (name, value) in variables {
-            // Cannot fail for the values `to_cel` makes; a variable left out would be an evaluation error.
-            match Box::<dyn Val>::try_from(to_cel(value)) {
-                Ok(value) => context.add_variable_as_val(name, value),
-                Err(e) => tracing::warn!(variable = name, error = %e, "CEL variable not bound"),
-            }
+            bind(&mut context, name, value);
         }
+        Variables(context)
+    }
+}
+
+impl Variables<'_> {
+    /// These variables and `name` bound to `value`, without converting these again.
+    pub fn with<'s>(&'s self, name: &str, value: &Value) -> Variables<'s> {
+        let mut context = self.0.new_inner_scope();
+        bind(&mut context, name, value);
         Variables(context)
     }
 }

@@ -69,21 +69,34 @@ impl Filters {
         Ok(Filters { top, per_resource })
     }
 
-    /// Whether the filters of resource `index` accept the resource: every filter set must return true.
-    pub fn accept(&self, index: usize, res: &Value, req: &Value) -> Result<bool, CelError> {
-        let variables = Variables::new([("res", res), ("req", req)]);
-        for expression in [
+    /// For each of `resources` (matched by entry `index` of `spec.resources`), whether every filter set accepts
+    /// it. The request body is converted for CEL once, not once per resource.
+    pub fn accept_each(
+        &self,
+        index: usize,
+        req: &Value,
+        resources: &[Value],
+    ) -> Result<Vec<bool>, CelError> {
+        let expressions: Vec<&Expression> = [
             self.top.as_ref(),
             self.per_resource.get(index).and_then(Option::as_ref),
         ]
         .into_iter()
         .flatten()
-        {
-            if !expression.evaluate_bool_in(&variables)? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        .collect();
+        let request = Variables::new([("req", req)]);
+        resources
+            .iter()
+            .map(|res| {
+                let variables = request.with("res", res);
+                for expression in &expressions {
+                    if !expression.evaluate_bool_in(&variables)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            })
+            .collect()
     }
 }
 
@@ -259,6 +272,17 @@ mod tests {
         assert_eq!(webhook_path("a", "b", "c").len(), "/hook/".len() + 64);
     }
 
+    /// One resource at a time.
+    struct Accept<'a>(&'a Filters);
+
+    impl Accept<'_> {
+        fn accept(&self, index: usize, res: &Value, req: &Value) -> Result<bool, CelError> {
+            self.0
+                .accept_each(index, req, std::slice::from_ref(res))
+                .map(|v| v[0])
+        }
+    }
+
     #[test]
     fn filters_compile_against_res_and_req_and_all_must_accept() {
         let mut r = Receiver::new(
@@ -282,7 +306,8 @@ mod tests {
                 ..Default::default()
             },
         );
-        let filters = Filters::compile(&r).unwrap();
+        let compiled = Filters::compile(&r).unwrap();
+        let filters = Accept(&compiled);
         let res = |name: &str| serde_json::json!({"metadata": {"name": name}});
         let main = serde_json::json!({"ref": "refs/heads/main"});
         let dev = serde_json::json!({"ref": "refs/heads/dev"});

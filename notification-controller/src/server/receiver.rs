@@ -507,27 +507,40 @@ impl ReceiverServer {
             })?;
             vec![found.metadata]
         };
-        let mut names = Vec::with_capacity(candidates.len());
-        for metadata in candidates {
-            let name = metadata.name.clone().unwrap_or_default();
-            if let Some(f) = filter {
+        let names: Vec<String> = match filter {
+            Some(f) => {
                 // `res` is the resource's metadata, as Flux's PartialObjectMetadata.
-                let res = serde_json::json!({
-                    "apiVersion": api_version,
-                    "kind": resource.kind,
-                    "metadata": metadata,
-                });
-                if !f
+                let resources: Vec<serde_json::Value> = candidates
+                    .iter()
+                    .map(|metadata| {
+                        serde_json::json!({
+                            "apiVersion": api_version,
+                            "kind": resource.kind,
+                            "metadata": metadata,
+                        })
+                    })
+                    .collect();
+                let accepted = f
                     .filters
-                    .accept(f.index, &res, f.req)
-                    .map_err(|e| e.to_string())?
-                {
-                    debug!(kind = %resource.kind, name, namespace, "resource NOT annotated because CEL expression returned false");
-                    continue;
-                }
+                    .accept_each(f.index, f.req, &resources)
+                    .map_err(|e| e.to_string())?;
+                candidates
+                    .into_iter()
+                    .zip(accepted)
+                    .filter_map(|(metadata, accept)| {
+                        let name = metadata.name.unwrap_or_default();
+                        if !accept {
+                            debug!(kind = %resource.kind, name, namespace, "resource NOT annotated because CEL expression returned false");
+                        }
+                        accept.then_some(name)
+                    })
+                    .collect()
             }
-            names.push(name);
-        }
+            None => candidates
+                .into_iter()
+                .map(|metadata| metadata.name.unwrap_or_default())
+                .collect(),
+        };
         let now = jiff::Timestamp::now().to_string();
         let patch = serde_json::json!({"metadata": {"annotations": BTreeMap::from([(RECONCILE_REQUEST, now)])}});
         let params = PatchParams {
