@@ -24,7 +24,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::builtin::ResourceDef;
 use crate::selector::LabelSelector;
-use crate::store::{EventType, ListOptions, PatchKind, Store, WriteOptions};
+use crate::store::{Event, EventType, ListOptions, PatchKind, Store, WriteOptions};
 
 /// The ServiceAccount every namespace has.
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
@@ -80,6 +80,28 @@ fn terminating(obj: &Value) -> bool {
     !obj["metadata"]["deletionTimestamp"].is_null()
 }
 
+/// Runs a controller on the store's events until the stream closes: `resync` once (after subscribing, so nothing
+/// created in between is missed) and again whenever events were missed, `on_event` for every event.
+async fn follow(
+    store: &Store,
+    controller: &str,
+    mut resync: impl FnMut(),
+    mut on_event: impl FnMut(&Event),
+) {
+    let mut rx = store.subscribe();
+    resync();
+    loop {
+        match rx.recv().await {
+            Ok(ev) => on_event(&ev),
+            Err(RecvError::Lagged(missed)) => {
+                tracing::debug!(missed, controller, "controller lagged; resyncing");
+                resync();
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
 // --- the serviceaccounts controller ---
 
 /// The serviceaccounts controller (see the module docs).
@@ -90,32 +112,26 @@ pub async fn service_accounts(store: Arc<Store>) {
     ) else {
         return;
     };
-    // subscribe before the first pass: nothing created in between is missed
-    let mut rx = store.subscribe();
-    ensure_all(&store, &namespaces, &sas);
-    loop {
-        match rx.recv().await {
-            Ok(ev) => {
-                let ns = match (ev.gr.0.as_str(), ev.gr.1.as_str(), ev.kind) {
-                    ("", "namespaces", EventType::Added | EventType::Modified) => {
-                        ev.object["metadata"]["name"].as_str().unwrap_or_default()
-                    }
-                    ("", "serviceaccounts", EventType::Deleted)
-                        if ev.object["metadata"]["name"] == DEFAULT_SERVICE_ACCOUNT =>
-                    {
-                        ev.namespace.as_str()
-                    }
-                    _ => continue,
-                };
-                ensure(&store, &namespaces, &sas, ns);
-            }
-            Err(RecvError::Lagged(missed)) => {
-                tracing::debug!(missed, "serviceaccounts controller lagged; resyncing");
-                ensure_all(&store, &namespaces, &sas);
-            }
-            Err(RecvError::Closed) => return,
-        }
-    }
+    follow(
+        &store,
+        "serviceaccounts",
+        || ensure_all(&store, &namespaces, &sas),
+        |ev| {
+            let ns = match (ev.gr.0.as_str(), ev.gr.1.as_str(), ev.kind) {
+                ("", "namespaces", EventType::Added | EventType::Modified) => {
+                    ev.object["metadata"]["name"].as_str().unwrap_or_default()
+                }
+                ("", "serviceaccounts", EventType::Deleted)
+                    if ev.object["metadata"]["name"] == DEFAULT_SERVICE_ACCOUNT =>
+                {
+                    ev.namespace.as_str()
+                }
+                _ => return,
+            };
+            ensure(&store, &namespaces, &sas, ns);
+        },
+    )
+    .await;
 }
 
 fn ensure_all(store: &Store, namespaces: &ResourceDef, sas: &ResourceDef) {
@@ -155,25 +171,17 @@ fn ensure(store: &Store, namespaces: &ResourceDef, sas: &ResourceDef, ns: &str) 
 
 /// The clusterrole-aggregation controller (see the module docs).
 pub async fn cluster_role_aggregation(store: Arc<Store>) {
-    let mut rx = store.subscribe();
-    aggregate_all(&store);
-    loop {
-        match rx.recv().await {
-            Ok(ev) => {
-                if ev.gr.0 == "rbac.authorization.k8s.io" && ev.gr.1 == "clusterroles" {
-                    aggregate_all(&store);
-                }
-            }
-            Err(RecvError::Lagged(missed)) => {
-                tracing::debug!(
-                    missed,
-                    "clusterrole-aggregation controller lagged; resyncing"
-                );
+    follow(
+        &store,
+        "clusterrole-aggregation",
+        || aggregate_all(&store),
+        |ev| {
+            if ev.gr.0 == "rbac.authorization.k8s.io" && ev.gr.1 == "clusterroles" {
                 aggregate_all(&store);
             }
-            Err(RecvError::Closed) => return,
-        }
-    }
+        },
+    )
+    .await;
 }
 
 /// Fill in the `rules` of every aggregated ClusterRole until nothing changes (at most [`MAX_PASSES`] passes).
