@@ -220,15 +220,13 @@ fn client(auth: &AuthOptions, deadline: Instant) -> Result<reqwest::Client, Gate
     };
     if let Some(ca) = &auth.ca {
         let certs = ca
-            .der()
-            .map(|der| {
-                reqwest::Certificate::from_der(der).map_err(|e| GatewayError::Ca(e.to_string()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+            .reqwest_certificates()
+            .map_err(|e| GatewayError::Ca(e.to_string()))?;
         builder = builder.tls_certs_merge(certs);
     }
     if let Some(identity) = &auth.client_certificate {
-        let identity = reqwest::Identity::from_pem(&identity.pem())
+        let identity = identity
+            .reqwest_identity()
             .map_err(|e| GatewayError::Identity(error_chain(&e)))?;
         builder = builder.identity(identity);
     }

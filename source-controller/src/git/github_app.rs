@@ -394,18 +394,13 @@ impl App {
             builder = builder.proxy(proxy);
         }
         if let Some(ca) = &self.ca {
-            let certs = ca
-                .der()
-                .map(|der| {
-                    reqwest::Certificate::from_der(der).map_err(|e| {
-                        TokenError::Client(format!("invalid CA certificate: {}", error_chain(&e)))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let certs = ca.reqwest_certificates().map_err(|e| {
+                TokenError::Client(format!("invalid CA certificate: {}", error_chain(&e)))
+            })?;
             builder = builder.tls_certs_merge(certs);
         }
         if let Some(identity) = &self.client_certificate {
-            let identity = reqwest::Identity::from_pem(&identity.pem()).map_err(|e| {
+            let identity = identity.reqwest_identity().map_err(|e| {
                 TokenError::Client(format!(
                     "invalid client certificate or key: {}",
                     error_chain(&e)

@@ -136,6 +136,11 @@ impl CaBundle {
         self.certs.iter().map(|c| c.as_ref())
     }
 
+    /// The certificates for an HTTP client, to merge with the system roots.
+    pub fn reqwest_certificates(&self) -> Result<Vec<reqwest::Certificate>, reqwest::Error> {
+        self.der().map(reqwest::Certificate::from_der).collect()
+    }
+
     /// Checks a server's certificate (DER) for `host` against these CAs.
     pub fn verify(&self, der: &[u8], host: &str) -> Result<(), String> {
         let anchors = self
@@ -212,6 +217,11 @@ impl ClientCertificate {
         pem.push(b'\n');
         pem.extend_from_slice(&self.key_pem);
         pem
+    }
+
+    /// The certificate and key as an HTTP client's identity.
+    pub fn reqwest_identity(&self) -> Result<reqwest::Identity, reqwest::Error> {
+        reqwest::Identity::from_pem(&self.pem())
     }
 }
 
